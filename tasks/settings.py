@@ -1,0 +1,165 @@
+"""Typed settings read from the environment: one place, one meaning per variable.
+
+The API, the workers, the stack launcher and the tests all build their configuration here, so
+`POSTAL_FETCH_MAX_BYTES` means the same thing on the API host and on a worker host. A bad value
+is a `SettingsError` naming the variable, raised at start-up rather than at the first job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class SettingsError(ValueError):
+    """Raised when an environment variable holds a value postal cannot use."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0:
+        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise SettingsError(f"{name} must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    return raw
+
+
+def _queues(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(part for part in re.split(r"[,\s]+", raw) if part)
+    if not names:
+        raise SettingsError(f"{name} must name at least one queue")
+    for queue in names:
+        if not QUEUE_NAME.match(queue):
+            raise SettingsError(f"{name}: {queue!r} is not a valid queue name (lowercase letters, digits, _ -)")
+    return names
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return raw
+
+
+# environment variable -> (field, parser). Every variable postal reads is listed here.
+_PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "REDIS_URL": ("redis_url", _redis_url),
+    "POSTAL_REDIS_SOCKET_TIMEOUT": ("redis_socket_timeout", _positive_float),
+    "POSTAL_REDIS_CONNECT_TIMEOUT": ("redis_connect_timeout", _positive_float),
+    "POSTAL_HOST": ("api_host", _text),
+    "POSTAL_PORT": ("api_port", _port),
+    "POSTAL_QUEUES": ("queues", _queues),
+    "POSTAL_RESULT_TTL": ("result_ttl", _positive_int),
+    "POSTAL_FAILURE_TTL": ("failure_ttl", _positive_int),
+    "POSTAL_MAX_BATCH": ("max_batch", _positive_int),
+    "POSTAL_MAX_CONTENT_LENGTH": ("max_content_length", _positive_int),
+    "POSTAL_FETCH_CONNECT_TIMEOUT": ("fetch_connect_timeout", _positive_float),
+    "POSTAL_FETCH_READ_TIMEOUT": ("fetch_read_timeout", _positive_float),
+    "POSTAL_FETCH_TOTAL_TIMEOUT": ("fetch_total_timeout", _positive_float),
+    "POSTAL_FETCH_MAX_BYTES": ("fetch_max_bytes", _positive_int),
+    "POSTAL_FETCH_MAX_REDIRECTS": ("fetch_max_redirects", _positive_int),
+    "POSTAL_FETCH_USER_AGENT": ("fetch_user_agent", _text),
+    "POSTAL_PATTERN_TIMEOUT": ("pattern_timeout", _positive_float),
+    "POSTAL_RETRY_DELAY_SCALE": ("retry_delay_scale", _non_negative_float),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults that run on a laptop."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Bounded so that a dead Redis turns into a quick 503, never a hung request.
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 2.0
+    api_host: str = "127.0.0.1"
+    api_port: int = 5000
+    # Workers listen to these in order, so earlier queues are served first.
+    queues: tuple[str, ...] = ("high", "default", "low")
+    result_ttl: int = 24 * 3600
+    failure_ttl: int = 7 * 24 * 3600
+    max_batch: int = 1000
+    max_content_length: int = 1024 * 1024
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 10.0
+    fetch_total_timeout: float = 30.0
+    fetch_max_bytes: int = 5 * 1024 * 1024
+    fetch_max_redirects: int = 5
+    fetch_user_agent: str = "postal/0.1 (+https://github.com/postal/postal)"
+    pattern_timeout: float = 1.0
+    # Multiplies every task's retry delays (0 = retry at once); for drills and test suites.
+    retry_delay_scale: float = 1.0
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping shaped like the environment; unknown keys are ignored."""
+        values: dict[str, Any] = {}
+        for var, (field_name, parse) in _PARSERS.items():
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                values[field_name] = parse(var, str(raw))
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build settings from `os.environ`."""
+        return cls.from_mapping(os.environ)
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """The Redis URL with any password replaced by `***`, safe for logs and responses."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def environment_variables() -> dict[str, str]:
+    """Each environment variable postal reads, mapped to its settings field (for docs and tests)."""
+    return {var: field_name for var, (field_name, _) in _PARSERS.items()}
+
+

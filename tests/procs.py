@@ -1,0 +1,164 @@
+"""Starting and stopping the real processes tests need: redis-server, rq workers, supervisord.
+
+Every process is started here with a known PID and stopped by PID, together with any children
+it forked (RQ's work horses call setpgrp, so a process-group kill would miss them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+from redis import Redis
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_ARGS = (
+    "worker",
+    "--serializer",
+    "json",
+    "--with-scheduler",
+    "--exception-handler",
+    "tasks.failures.record_failure",
+)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (never 6379: the OS hands out ephemeral ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll `condition` until it returns something truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_tree(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM `proc` (a second SIGTERM after `grace`/2 for RQ's cold shutdown), SIGKILL it after
+    `grace`, then SIGKILL any descendant that outlived it."""
+    if proc.poll() is not None:
+        proc.wait()
+        return
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace / 2)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace / 2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for child in descendants:
+        try:
+            child.kill()
+            child.wait(5)
+        except psutil.NoSuchProcess:
+            pass
+
+
+class RedisServer:
+    """A real redis-server on a free port, data in its own temp dir, nothing persisted."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.log = directory / "redis.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
+                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        client = Redis.from_url(self.url)
+        try:
+            wait_for(lambda: self._ping(client), 10, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    @staticmethod
+    def _ping(client: Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except Exception:  # noqa: BLE001 - any failure means "not up yet"
+            return False
+
+    def stop(self) -> None:
+        stop_tree(self.proc)
+
+
+class Workers:
+    """Real `rq worker` processes against a test Redis; `stop()` stops every one it started."""
+
+    def __init__(self, redis_url: str, env: dict[str, str], log_dir: Path) -> None:
+        self.redis_url = redis_url
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, count: int = 1, queues: Sequence[str] = ("high", "default", "low"),
+              extra: Sequence[str] = ()) -> list[subprocess.Popen[bytes]]:
+        """Start `count` workers and wait until each has registered in Redis."""
+        from rq import Worker
+
+        started = []
+        for _ in range(count):
+            log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
+            proc = subprocess.Popen(
+                [str(BIN / "rq"), *WORKER_ARGS, "--url", self.redis_url, *extra, *queues],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            self.procs.append(proc)
+            started.append(proc)
+        client = Redis.from_url(self.redis_url)
+        try:
+            pids = {p.pid for p in started}
+            wait_for(lambda: pids <= {w.pid for w in Worker.all(connection=client)}, 30,
+                     f"{count} rq worker(s) to register")
+        finally:
+            client.close()
+        return started
+
+    def logs(self) -> str:
+        """Every worker log, for assertion messages."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_tree(proc)
+        self.procs.clear()
+
+
+def child_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment for processes the tests start: the test Redis, fast retries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTAL_", "RQ_"))}
+    env.update({"REDIS_URL": redis_url, "POSTAL_RETRY_DELAY_SCALE": "0.1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env

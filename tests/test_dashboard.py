@@ -1,0 +1,35 @@
+"""rq-dashboard inside the app at /rq, reading JSON-serialized jobs."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+
+from tests.jobwait import submit, wait_job
+from tests.procs import Workers
+
+
+def test_dashboard_page_renders(client: FlaskClient) -> None:
+    """GET /rq/ serves the dashboard's HTML."""
+    r = client.get("/rq/")
+    assert r.status_code == 200
+    assert "RQ Dashboard" in r.get_data(as_text=True) or "rq-dashboard" in r.get_data(as_text=True).lower()
+
+
+def test_dashboard_reads_json_jobs(client: FlaskClient, worker: Workers) -> None:
+    """The dashboard lists postal's queues and decodes a finished job stored as JSON."""
+    job = submit(client, "message", {"message": "seen by the dashboard"})
+    wait_job(client, job["id"])
+    queues = client.get("/rq/0/data/queues.json").json
+    assert {q["name"] for q in queues["queues"]} >= {"default"}
+    data = client.get(f"/rq/0/data/job/{job['id']}.json").json
+    assert data["id"] == job["id"]
+    assert data["status"] == "finished"
+    assert data["description"] == 'message({"message":"seen by the dashboard","delay_s":0.0})'
+    assert data["result"] == {"message": "seen by the dashboard"}
+
+
+def test_dashboard_requeue_refuses_get(client: FlaskClient) -> None:
+    """GET /rq/requeue/<queue> would requeue a whole registry from a link: it is refused."""
+    r = client.get("/rq/requeue/default")
+    assert r.status_code == 405
+    assert r.json["error"]["code"] == "method_not_allowed"

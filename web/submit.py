@@ -1,0 +1,192 @@
+"""Turning validated requests into RQ jobs: one pipeline per request, idempotent by job id.
+
+A submission is validated in full (envelope, task, payload, options) before anything is
+written, so a bad entry in a batch enqueues nothing. Jobs with a caller-chosen `job_id` are
+created under WATCH on their keys: a concurrent submit of the same id makes the transaction
+retry and then see the existing job, so an id never names two jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import WatchError
+from rq import Retry
+from rq.job import Job
+
+from tasks.connection import SERIALIZER
+from tasks.registry import TaskSpec, UnknownTask, get_task
+from web.errors import ApiError
+from web.state import Postal
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+MAX_DELAY_S = 30 * 24 * 3600
+WATCH_ATTEMPTS = 5
+
+
+class SubmitOptions(BaseModel):
+    """Per-job options; every one is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(default=None, description="Queue to use instead of the task's default.")
+    delay_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, description="Run no sooner than this.")
+    job_id: str | None = Field(
+        default=None, pattern=JOB_ID_PATTERN, description="Caller-chosen id; resubmitting it is a no-op."
+    )
+
+
+class SubmitRequest(BaseModel):
+    """The body of `POST /jobs`, and each entry of `POST /jobs/batch`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: SubmitOptions = Field(default_factory=SubmitOptions)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request that passed every check and can be written to Redis as is."""
+
+    spec: TaskSpec
+    payload: dict[str, Any]
+    queue: str
+    delay_s: float | None
+    job_id: str | None
+
+
+def validation_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as plain JSON (no input echo, no exception objects)."""
+    return [
+        {"loc": [*prefix, *err["loc"]], "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def parse_submission(body: Any, state: Postal, prefix: tuple[str | int, ...] = ()) -> Submission:
+    """Validate one submission: envelope, then task name, queue, then the task's payload model."""
+    try:
+        request = SubmitRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "invalid_request", "request does not match the schema", validation_details(exc, prefix)
+        ) from None
+    try:
+        spec = get_task(request.task)
+    except UnknownTask as exc:
+        raise ApiError(
+            422, "unknown_task", str(exc), [{"loc": [*prefix, "task"], "message": str(exc)}]
+        ) from None
+    queue = request.options.queue or spec.queue
+    if queue not in state.queues:
+        message = f"unknown queue {queue!r}; known queues: {', '.join(state.queues)}"
+        raise ApiError(
+            422, "unknown_queue", message, [{"loc": [*prefix, "options", "queue"], "message": message}]
+        )
+    try:
+        payload = spec.payload_model.model_validate(request.payload)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "invalid_payload",
+            f"payload is not valid for task {spec.name!r}",
+            validation_details(exc, (*prefix, "payload")),
+        ) from None
+    return Submission(
+        spec=spec,
+        payload=payload.model_dump(mode="json"),
+        queue=queue,
+        delay_s=request.options.delay_s,
+        job_id=request.options.job_id,
+    )
+
+
+def _retry(spec: TaskSpec, scale: float) -> Retry | None:
+    if spec.retry.max_retries == 0:
+        return None
+    return Retry(max=spec.retry.max_retries, interval=spec.retry.intervals(scale))
+
+
+def describe(sub: Submission, limit: int = 200) -> str:
+    """`task(payload)`, shortened: what the dashboard and `rq info` show for the job."""
+    text = f"{sub.spec.name}({json.dumps(sub.payload, ensure_ascii=False, separators=(',', ':'))})"
+    return text if len(text) <= limit else text[: limit - 4] + "...)"
+
+
+def _create(state: Postal, sub: Submission) -> Job:
+    queue = state.queues[sub.queue]
+    return queue.create_job(
+        sub.spec.func,
+        kwargs=sub.payload,
+        timeout=sub.spec.timeout_s,
+        result_ttl=state.settings.result_ttl,
+        failure_ttl=state.settings.failure_ttl,
+        description=describe(sub),
+        job_id=sub.job_id,
+        meta={"task": sub.spec.name},
+        retry=_retry(sub.spec, state.settings.retry_delay_scale),
+    )
+
+
+def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
+    """Write every submission in one transaction; return each job and whether it is new.
+
+    A submission whose `job_id` already exists is not written again: the existing job is
+    returned with `False`.
+    """
+    ids = [s.job_id for s in subs if s.job_id]
+    if len(ids) != len(set(ids)):
+        raise ApiError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")
+    keys = [Job.key_for(job_id) for job_id in ids]
+    with state.redis.pipeline() as pipe:
+        for _ in range(WATCH_ATTEMPTS):
+            try:
+                existing: set[str] = set()
+                if keys:
+                    pipe.watch(*keys)
+                    existing = {job_id for job_id, key in zip(ids, keys, strict=True) if pipe.exists(key)}
+                pipe.multi()
+                created: list[Job | None] = []
+                for sub in subs:
+                    if sub.job_id in existing:
+                        created.append(None)
+                        continue
+                    job = _create(state, sub)
+                    queue = state.queues[sub.queue]
+                    if sub.delay_s:
+                        queue.schedule_job(
+                            job, datetime.now(UTC) + timedelta(seconds=sub.delay_s), pipeline=pipe
+                        )
+                    else:
+                        queue.enqueue_job(job, pipeline=pipe)
+                    created.append(job)
+                pipe.execute()
+                break
+            except WatchError:
+                pipe.reset()
+                continue
+        else:
+            raise ApiError(409, "conflict", "job ids were being created concurrently; retry the request")
+    existing_jobs = iter(
+        Job.fetch_many(
+            [s.job_id for s, j in zip(subs, created, strict=True) if j is None and s.job_id],
+            connection=state.redis,
+            serializer=SERIALIZER,
+        )
+    )
+    results: list[tuple[Job, bool]] = []
+    for job in created:
+        if job is not None:
+            results.append((job, True))
+            continue
+        found = next(existing_jobs)
+        if found is None:  # it expired between our check and this read
+            raise ApiError(409, "conflict", "a job with that job_id expired while this request ran; retry it")
+        results.append((found, False))
+    return results
