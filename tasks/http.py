@@ -135,13 +135,19 @@ def _check_target(url: str) -> None:
         raise InvalidPayload(f"refusing to fetch {url!r}: the URL has no host")
 
 
-def _redirect_target(url: str, status: int, location: str | None) -> str:
-    """Where a redirect answer from `url` points, resolved against `url` and checked."""
-    if not location or not location.strip():
+def _next_hop(current: str, response: urllib3.BaseHTTPResponse, hops: int, limits: FetchLimits) -> str:
+    """Where the redirect answered by `current` points: resolved against it, counted, checked.
+
+    All redirect policy lives here; `_check_target` is where a hop is refused."""
+    if hops >= limits.max_redirects:
+        raise TooManyRedirects(f"more than {limits.max_redirects} redirects; the last was from {current}")
+    location = (response.headers.get("Location") or "").strip()
+    if not location:
         raise RemoteClientError(
-            f"{url} answered HTTP {status} (a redirect) without a Location header", status
+            f"{current} answered HTTP {response.status} (a redirect) without a Location header",
+            response.status,
         )
-    target = urljoin(url, location.strip())
+    target = urljoin(current, location)
     _check_target(target)
     return target
 
@@ -286,11 +292,7 @@ def fetch_html(url: str, limits: FetchLimits) -> FetchedPage:
             complete = False
             try:
                 if response.status in REDIRECT_STATUSES:
-                    if len(redirects) >= limits.max_redirects:
-                        raise TooManyRedirects(
-                            f"{url} redirected more than {limits.max_redirects} times (last to {current})"
-                        )
-                    target = _redirect_target(current, response.status, response.headers.get("Location"))
+                    target = _next_hop(current, response, len(redirects), limits)
                     redirects.append(current)
                     current = target
                     continue

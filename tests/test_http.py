@@ -158,7 +158,7 @@ def test_allows_exactly_max_redirects(page_server: PageServer) -> None:
 def test_redirect_loop_stops(page_server: PageServer) -> None:
     """A redirect loop ends in TooManyRedirects after max_redirects hops, not forever."""
     before = page_server.hits("/redirect-loop")
-    with pytest.raises(TooManyRedirects, match="more than 4 times"):
+    with pytest.raises(TooManyRedirects, match="more than 4 redirects"):
         fetch_html(page_server.url("/redirect-loop"), limits(max_redirects=4))
     assert page_server.hits("/redirect-loop") - before == 5
 
