@@ -19,7 +19,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tasks.settings import Settings, SettingsError
 
@@ -92,8 +91,10 @@ def wait_ready(api: str, workers: int, timeout_s: float = READY_TIMEOUT_S) -> di
         if last and isinstance(last.get("workers"), int) and int(str(last["workers"])) >= workers:
             return last
         time.sleep(0.3)
-    raise StackError(f"the stack did not become ready within {timeout_s:.0f} s (last health: {last}); "
-                     "see var/log/*.log and `supervisorctl status`")
+    raise StackError(
+        f"the stack did not become ready within {timeout_s:.0f} s (last health: {last}); "
+        "see var/log/*.log and `supervisorctl status`"
+    )
 
 
 def up(root: Path) -> None:
@@ -103,22 +104,27 @@ def up(root: Path) -> None:
     if _supervisord_pid(root):
         print(f"postal is already running (supervisord pid {_supervisord_pid(root)}); `make stop` stops it.")
     else:
-        if env["POSTAL_REDIS_AUTOSTART"] == "true" and _port_in_use("127.0.0.1", int(env["POSTAL_REDIS_PORT"])):
+        if env["POSTAL_REDIS_AUTOSTART"] == "true" and _port_in_use(
+            "127.0.0.1", int(env["POSTAL_REDIS_PORT"])
+        ):
             raise StackError(
                 f"port {env['POSTAL_REDIS_PORT']} is taken by another process. Use that Redis with "
-                f"REDIS_URL=redis://127.0.0.1:{env['POSTAL_REDIS_PORT']}/0, or pick POSTAL_REDIS_PORT=<free port>."
+                f"REDIS_URL=redis://127.0.0.1:{env['POSTAL_REDIS_PORT']}/0, "
+                "or pick POSTAL_REDIS_PORT=<free port>."
             )
         if _port_in_use(env["POSTAL_HOST"], int(env["POSTAL_PORT"])):
             raise StackError(f"port {env['POSTAL_PORT']} is taken; choose another with POSTAL_PORT=<port>")
         for sub in ("log", "redis"):
             (root / "var" / sub).mkdir(parents=True, exist_ok=True)
-        subprocess.run(["supervisord", "-c", str(root / "supervisord.conf")], env=env, check=True, cwd=root)
+        supervisord = str(Path(sys.executable).parent / "supervisord")
+        subprocess.run([supervisord, "-c", str(root / "supervisord.conf")], env=env, check=True, cwd=root)
     health = wait_ready(api, int(env["WORKERS"]))
     redacted = Settings.from_mapping(env).redis_url_redacted
+    where = " (started here)" if env["POSTAL_REDIS_AUTOSTART"] == "true" else ""
     print(
         f"""
-postal is up: {env['WORKERS']} workers, Redis at {redacted}{' (started here)' if env['POSTAL_REDIS_AUTOSTART'] == 'true' else ''}
-  API        {api}/        health: {health.get('status')}
+postal is up: {env["WORKERS"]} workers, Redis at {redacted}{where}
+  API        {api}/        health: {health.get("status")}
   Dashboard  {api}/rq/
   Logs       var/log/      processes: .venv/bin/supervisorctl status
 
@@ -145,7 +151,9 @@ def down(root: Path, timeout_s: float = 300.0) -> None:
             print("postal stopped.")
             return
         time.sleep(0.2)
-    raise StackError(f"supervisord (pid {pid}) is still running after {timeout_s:.0f} s; see var/log/supervisord.log")
+    raise StackError(
+        f"supervisord (pid {pid}) is still running after {timeout_s:.0f} s; see var/log/supervisord.log"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,8 @@ the caller's mistake and fails the whole call with `BadPattern` (permanent: a re
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from time import monotonic  # by name, so a test can replace this module's clock alone
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -110,7 +110,9 @@ def _compile(pattern: str, flag_bits: int) -> regex.Pattern[str]:
     return compiled
 
 
-def _run(pattern: str, compiled: regex.Pattern[str], text: str, timeout_s: float, limit: int) -> PatternResult:
+def _run(
+    pattern: str, compiled: regex.Pattern[str], text: str, timeout_s: float, limit: int
+) -> PatternResult:
     """Collect up to `limit` matches of one pattern within `timeout_s` seconds in total.
 
     How the total stays bounded: `regex` takes the start time when `finditer` creates its scanner
@@ -123,7 +125,7 @@ def _run(pattern: str, compiled: regex.Pattern[str], text: str, timeout_s: float
     wall-clock deadline is also checked after each match: the pattern stops at whichever of the
     two runs out first.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = monotonic() + timeout_s
     matches: list[Match] = []
     truncated = timed_out = False
     try:
@@ -140,7 +142,7 @@ def _run(pattern: str, compiled: regex.Pattern[str], text: str, timeout_s: float
                     named=found.groupdict(),
                 )
             )
-            if time.monotonic() > deadline:
+            if monotonic() > deadline:
                 timed_out = True
                 break
     except TimeoutError:  # what `regex` raises when the budget runs out mid-search

@@ -46,7 +46,7 @@ def record_failure(
     record = error_record(exc_value, attempt=len(errors) + 1)
     errors.append(record)
     job.meta["errors"] = errors[-MAX_RECORDED_ERRORS:]
-    job.save_meta()
+    job.save_meta()  # type: ignore[no-untyped-call]  # rq 3.0 leaves save_meta unannotated
     if not record["transient"] and job.retries_left:
         job.retries_left = 0
         # handle_job_failure does not save the job hash on the failure path; persist the field so

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import regex  # type: ignore[import-untyped, unused-ignore]  # stubs are types-regex; not in every venv
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, Tag, XMLParsedAsHTMLWarning
+from bs4 import BeautifulSoup, CData, MarkupResemblesLocatorWarning, Tag, XMLParsedAsHTMLWarning
+from bs4.element import NavigableString, PageElement
 from pydantic import BaseModel, ConfigDict
 
 
@@ -62,30 +63,40 @@ class Contacts(_Frozen):
 
 # Not part of what a reader sees. `title` is here because lxml leaves a late `<title>` in the body,
 # and browsers never render one there either.
-_HIDDEN_TAGS: Final = ("head", "title", "script", "style", "noscript", "template")
+_HIDDEN_TAGS: Final = frozenset({"head", "title", "script", "style", "noscript", "template"})
 
 # Elements that break a line when rendered: their text must not run into the neighbours' text
 # ("<p>one</p><p>two</p>" is two words), while inline elements must not split a word
-# ("<b>Hel</b>lo" is one word). So a space is put around these, and only these.
-_BLOCK_TAGS: Final = tuple(
+# ("<b>Hel</b>lo" is one word). So a space goes around these, and only these.
+_BLOCK_TAGS: Final = frozenset(
     "address article aside blockquote br caption dd details dialog div dl dt fieldset figcaption "
     "figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li main nav ol option p pre section "
     "summary table tbody td tfoot th thead tr ul".split()
 )
-_HEADING_TAGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
+_HEADING_LEVELS: Final = {f"h{level}": level for level in range(1, 7)}
+
+# The string classes that are page text, matched exactly as bs4's `get_text` does: their
+# subclasses are comments, doctypes, processing instructions, script/style/template contents and
+# ruby annotations.
+_TEXT_TYPES: Final = (NavigableString, CData)
 
 # A word is a run of Unicode word characters (letters, marks, digits, underscore), optionally
-# joined by single apostrophes or hyphens: "don't", "don’t", "naïve", "state-of-the-art" and
+# joined by single apostrophes (' or U+2019) or hyphens: "don't", "naïve", "state-of-the-art" and
 # "2024-01-15" are one word each; "3.14" and "a/b" are two. Scripts written without spaces
 # (Chinese, Japanese) count a whole run as one word: a known limit of any \w-based rule.
-_WORD: Final = regex.compile(r"\w+(?:['’-]\w+)*")
+_WORD: Final = regex.compile(r"\w+(?:['\u2019-]\w+)*")
 
 # E-mail: a pragmatic ASCII form, local@domain.tld with a TLD of 2+ letters; not all of RFC 5322
 # (no quoted local parts, no IDN). The look-arounds keep it from starting or ending inside a
 # longer token, so "press@example.org." at a sentence end drops the full stop.
 _EMAIL: Final = regex.compile(
     r"(?<![A-Za-z0-9._%+-])"
-    r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+    r"[A-Za-z0-9._%+-]+@"
+    # Labels with their dot, taken only when another label follows, and possessively: a page of
+    # "a.a.a....a.1" must fail in linear time, not backtrack through every split (it did: 25 s
+    # for 400 kB). The TLD, the label after the last dot, is then never given back.
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.(?=[A-Za-z0-9]))++"
+    r"[A-Za-z]{2,63}"
     r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
 )
 
@@ -130,29 +141,23 @@ def parse_page(
     """
     soup = _soup(html)
     doc_base = _document_base(soup, base_url)
-    title = _title(soup)
-    description, canonical = _description(soup), _canonical(soup, doc_base)
-    language = _language(soup)
-    _strip_hidden(soup)  # everything above may live in <head>; everything below is visible
-    text = _visible_text(soup)
+    visible = _walk(soup)
     return ParsedPage(
-        title=title,
-        description=description,
-        canonical=canonical,
-        language=language,
-        headings=_headings(soup, max_headings),
-        links=_links(soup, doc_base, base_url, max_links),
-        word_count=len(_WORD.findall(text)),
-        text=text,
+        title=_title(soup),
+        description=_description(soup),
+        canonical=_canonical(soup, doc_base),
+        language=_language(soup),
+        headings=_headings(visible.headings, max_headings),
+        links=_links(visible.anchors, doc_base, base_url, max_links),
+        word_count=len(_WORD.findall(visible.text)),
+        text=visible.text,
     )
 
 
 def page_text(html: str | bytes) -> str:
     """The page's visible text, whitespace collapsed to single spaces: what `extract` patterns
     and `find_contacts` run over, the same text as `parse_page(...).text`."""
-    soup = _soup(html)
-    _strip_hidden(soup)
-    return _visible_text(soup)
+    return _walk(_soup(html)).text
 
 
 def find_contacts(text: str, *, max_items: int = 100) -> Contacts:
@@ -193,8 +198,10 @@ def _attr(tag: Tag, name: str) -> str | None:
 
 
 def _collapse(text: str) -> str:
-    """Runs of Unicode whitespace (including no-break spaces) become one space; ends stripped."""
-    return " ".join(text.split())
+    """Runs of Unicode whitespace (including no-break spaces) become one space; ends stripped.
+    Soft hyphens (U+00AD, `&shy;`) are dropped: invisible unless a line breaks there, they would
+    otherwise split "Kaffee&shy;mühlen" into two words."""
+    return " ".join(text.replace("\xad", "").split())
 
 
 def _document_base(soup: BeautifulSoup, base_url: str) -> str:
@@ -254,42 +261,66 @@ def _language(soup: BeautifulSoup) -> str | None:
     return None
 
 
-def _strip_hidden(soup: BeautifulSoup) -> None:
-    """Remove what a reader never sees, then pad block elements with spaces (see `_BLOCK_TAGS`)."""
-    for tag in soup.find_all(_HIDDEN_TAGS):
-        if not tag.decomposed:  # a <script> inside a removed <noscript> is already gone
-            tag.decompose()
-    for tag in soup.find_all(_BLOCK_TAGS):
-        if tag.parent is not None:
-            tag.insert_before(" ")
-            tag.insert_after(" ")
+class _Visible(NamedTuple):
+    """What one walk over the visible tree finds."""
+
+    text: str
+    headings: list[Tag]
+    anchors: list[Tag]
 
 
-def _visible_text(soup: BeautifulSoup) -> str:
-    """The text of what is left, collapsed. `get_text` skips comments, doctypes and processing
-    instructions by default; only real text nodes (and CDATA) count."""
-    return _collapse(soup.get_text())
+def _walk(root: Tag) -> _Visible:
+    """Collect the visible text, the headings and the `<a href>`s under `root`, in document order.
+
+    One pass, without changing the tree: hidden elements are skipped rather than removed, and
+    block elements add spaces to the output rather than to the tree (bs4's `insert_*` and
+    `decompose` look up the element among its siblings, so doing it per element is quadratic in
+    a wide page). Iterative, so no depth can hit the recursion limit. A `None` on the stack marks
+    the end of a block element.
+    """
+    parts: list[str] = []
+    headings: list[Tag] = []
+    anchors: list[Tag] = []
+    stack: list[PageElement | None] = [root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            parts.append(" ")
+        elif isinstance(node, Tag):
+            if node.name in _HIDDEN_TAGS:
+                continue
+            if node.name in _HEADING_LEVELS:
+                headings.append(node)
+            elif node.name == "a" and node.has_attr("href"):
+                anchors.append(node)
+            if node.name in _BLOCK_TAGS:
+                parts.append(" ")
+                stack.append(None)
+            stack.extend(reversed(node.contents))
+        elif type(node) in _TEXT_TYPES:
+            parts.append(str(node))
+    return _Visible(_collapse("".join(parts)), headings, anchors)
 
 
-def _headings(soup: BeautifulSoup, limit: int) -> list[Heading]:
+def _headings(tags: list[Tag], limit: int) -> list[Heading]:
     """h1..h6 in document order; a heading with no text (an icon, an empty anchor) is skipped."""
     headings: list[Heading] = []
-    for tag in soup.find_all(_HEADING_TAGS):
+    for tag in tags:
         if len(headings) >= limit:
             break
-        text = _collapse(tag.get_text())
+        text = _walk(tag).text
         if text:
-            headings.append(Heading(level=int(tag.name[1]), text=text))
+            headings.append(Heading(level=_HEADING_LEVELS[tag.name], text=text))
     return headings
 
 
-def _links(soup: BeautifulSoup, doc_base: str, base_url: str, limit: int) -> Links:
-    """Every `<a href>` left in the visible tree, absolute, without fragment, http(s) only."""
+def _links(anchors: list[Tag], doc_base: str, base_url: str, limit: int) -> Links:
+    """Every visible `<a href>`, absolute, without fragment, http(s) only."""
     host = urlsplit(base_url).hostname
     seen: set[str] = set()
     internal: list[str] = []
     external: list[str] = []
-    for anchor in soup.find_all("a", href=True):
+    for anchor in anchors:
         if len(seen) >= limit:
             break
         url = _resolve(doc_base, _attr(anchor, "href") or "", keep_fragment=False)
@@ -323,7 +354,7 @@ def _normalise_phone(candidate: str) -> str | None:
     international = candidate.startswith("+")
     if international:
         candidate = candidate.replace("(0)", "", 1)
-    digits = _NOT_DIGIT.sub("", candidate)
+    digits: str = _NOT_DIGIT.sub("", candidate)
     if not _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS:
         return None
     return "+" + digits if international else digits

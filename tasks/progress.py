@@ -27,5 +27,5 @@ def report(step: str, percent: int, **detail: Any) -> None:
         **detail,
     }
     # save_meta writes only the meta field, so it cannot clobber status fields the worker owns.
-    job.save_meta()
+    job.save_meta()  # type: ignore[no-untyped-call]  # rq 3.0 leaves save_meta unannotated
     log.info("job %s step=%s percent=%d", job.id, step, percent)

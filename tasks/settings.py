@@ -72,7 +72,9 @@ def _queues(name: str, raw: str) -> tuple[str, ...]:
         raise SettingsError(f"{name} must name at least one queue")
     for queue in names:
         if not QUEUE_NAME.match(queue):
-            raise SettingsError(f"{name}: {queue!r} is not a valid queue name (lowercase letters, digits, _ -)")
+            raise SettingsError(
+                f"{name}: {queue!r} is not a valid queue name (lowercase letters, digits, _ -)"
+            )
     return names
 
 
@@ -161,5 +163,3 @@ class Settings:
 def environment_variables() -> dict[str, str]:
     """Each environment variable postal reads, mapped to its settings field (for docs and tests)."""
     return {var: field_name for var, (field_name, _) in _PARSERS.items()}
-
-

@@ -10,7 +10,9 @@ from flask.testing import FlaskClient
 TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
 
-def wait_job(client: FlaskClient, job_id: str, statuses: set[str] | None = None, timeout: float = 30) -> dict[str, Any]:
+def wait_job(
+    client: FlaskClient, job_id: str, statuses: set[str] | None = None, timeout: float = 30
+) -> dict[str, Any]:
     """Poll until the job reaches one of `statuses` (default: any terminal one); return its view."""
     wanted = statuses or TERMINAL
     deadline = time.monotonic() + timeout

@@ -25,6 +25,8 @@ exercised too. Routes (all GET):
 - `/gzip?bytes=N`          `Content-Encoding: gzip`, chunked, decompressing to N bytes of HTML
                            while the wire carries about N/1000 (a gzip bomb)
 - `/json`, `/text`, `/no-type`  a JSON body, a text/plain body, a body without Content-Type
+- `/flaky/<key>?fail=N&status=S`  the first N requests for this path answer S (default 503),
+                           later ones a small HTML page titled `recovered <key>`
 
 Sleeps wait on an event that `__exit__` sets, so stopping never waits for a slow route.
 """
@@ -183,7 +185,12 @@ class _Handler(BaseHTTPRequestHandler):
             "/redirect-relative": self._redirect_relative,
             "/redirect-loop": self._redirect_loop,
         }
-        prefixed = {"/pages/": self._pages, "/status/": self._status, "/redirect/": self._redirect}
+        prefixed = {
+            "/pages/": self._pages,
+            "/status/": self._status,
+            "/redirect/": self._redirect,
+            "/flaky/": self._flaky,
+        }
         if path in exact:
             exact[path](query)
             return
@@ -222,6 +229,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             location = to if to is not None else f"{self.server.base_url}/html?title=done"
         self._reply(302, self._page("redirect", location), headers={"Location": location})
+
+    def _flaky(self, key: str, query: dict[str, str]) -> None:
+        with self.server.lock:
+            seen = self.server.hits[f"/flaky/{key}"]
+        if seen <= int(query.get("fail", "1")):
+            status = int(query.get("status", "503"))
+            self._reply(status, self._page(f"status {status}", "failing on purpose"))
+        else:
+            self._reply(200, self._page(f"recovered {key}", "this time it worked"))
 
     def _redirect_relative(self, query: dict[str, str]) -> None:
         self._reply(302, self._page("redirect", "relative"), headers={"Location": "html?title=relative"})

@@ -88,8 +88,21 @@ class RedisServer:
         self.log = directory / "redis.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
-                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(directory),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -119,9 +132,15 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, count: int = 1, queues: Sequence[str] = ("high", "default", "low"),
-              extra: Sequence[str] = ()) -> list[subprocess.Popen[bytes]]:
-        """Start `count` workers and wait until each has registered in Redis."""
+    def start(
+        self,
+        count: int = 1,
+        queues: Sequence[str] = ("high", "default", "low"),
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> list[subprocess.Popen[bytes]]:
+        """Start `count` workers (with `env` added to their environment) and wait until each has
+        registered in Redis."""
         from rq import Worker
 
         started = []
@@ -129,7 +148,7 @@ class Workers:
             log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
             proc = subprocess.Popen(
                 [str(BIN / "rq"), *WORKER_ARGS, "--url", self.redis_url, *extra, *queues],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -140,8 +159,11 @@ class Workers:
         client = Redis.from_url(self.redis_url)
         try:
             pids = {p.pid for p in started}
-            wait_for(lambda: pids <= {w.pid for w in Worker.all(connection=client)}, 30,
-                     f"{count} rq worker(s) to register")
+            wait_for(
+                lambda: pids <= {w.pid for w in Worker.all(connection=client)},
+                30,
+                f"{count} rq worker(s) to register",
+            )
         finally:
             client.close()
         return started

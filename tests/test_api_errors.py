@@ -58,7 +58,9 @@ def test_oversized_body(client: FlaskClient, redis: Redis) -> None:
 def test_deeply_nested_body(client: FlaskClient) -> None:
     """JSON nested far beyond any payload's shape is refused with 400, never a RecursionError 500."""
     deep = "[" * 100_000 + "]" * 100_000
-    r = client.post("/jobs", data='{"task": "message", "payload": ' + deep + "}", content_type="application/json")
+    r = client.post(
+        "/jobs", data='{"task": "message", "payload": ' + deep + "}", content_type="application/json"
+    )
     assert r.status_code == 400
     assert r.json["error"]["code"] in ("malformed_json", "too_deep")
     nested: object = 1
@@ -85,7 +87,10 @@ def test_unknown_task(client: FlaskClient, redis: Redis) -> None:
         ({"task": "fetch_page", "payload": {"url": "file:///etc/passwd"}}, ["payload", "url"]),
         ({"task": "fetch_page", "payload": {"url": "http://"}}, ["payload", "url"]),
         ({"task": "fetch_page", "payload": {"url": "http://example.com:99999/"}}, ["payload", "url"]),
-        ({"task": "extract", "payload": {"patterns": ["(unclosed"], "text": "x"}}, ["payload", "patterns", 0]),
+        (
+            {"task": "extract", "payload": {"patterns": ["(unclosed"], "text": "x"}},
+            ["payload", "patterns", 0],
+        ),
         ({"task": "extract", "payload": {"patterns": ["a"]}}, ["payload"]),
         ({"task": "extract", "payload": {"patterns": [], "text": "x"}}, ["payload", "patterns"]),
     ],
@@ -103,9 +108,18 @@ def test_invalid_payload(client: FlaskClient, redis: Redis, body: dict[str, Any]
         ({"payload": {}}, ["task"]),
         ({"task": 7}, ["task"]),
         ({"task": "message", "payload": {"message": "x"}, "extra": 1}, ["extra"]),
-        ({"task": "message", "payload": {"message": "x"}, "options": {"job_id": "a/b"}}, ["options", "job_id"]),
-        ({"task": "message", "payload": {"message": "x"}, "options": {"delay_s": -5}}, ["options", "delay_s"]),
-        ({"task": "message", "payload": {"message": "x"}, "options": {"priority": 1}}, ["options", "priority"]),
+        (
+            {"task": "message", "payload": {"message": "x"}, "options": {"job_id": "a/b"}},
+            ["options", "job_id"],
+        ),
+        (
+            {"task": "message", "payload": {"message": "x"}, "options": {"delay_s": -5}},
+            ["options", "delay_s"],
+        ),
+        (
+            {"task": "message", "payload": {"message": "x"}, "options": {"priority": 1}},
+            ["options", "priority"],
+        ),
         ({"task": "message", "payload": "hello"}, ["payload"]),
     ],
 )

@@ -76,7 +76,13 @@ def test_delayed_job_is_scheduled_then_runs(client: FlaskClient, worker: Workers
 def test_batch_enqueues_all_and_they_finish(client: FlaskClient, worker: Workers) -> None:
     """POST /jobs/batch enqueues every entry (mixed tasks and options); each one finishes."""
     jobs = [{"task": "message", "payload": {"message": f"m{i}"}} for i in range(5)]
-    jobs.append({"task": "extract", "payload": {"patterns": [r"\d+"], "text": "a 1 b 22"}, "options": {"queue": "high"}})
+    jobs.append(
+        {
+            "task": "extract",
+            "payload": {"patterns": [r"\d+"], "text": "a 1 b 22"},
+            "options": {"queue": "high"},
+        }
+    )
     r = client.post("/jobs/batch", json={"jobs": jobs})
     assert r.status_code == 202
     assert r.json["count"] == r.json["created"] == 6
@@ -181,7 +187,9 @@ def test_post_to_worker_demo(client: FlaskClient, worker: Workers) -> None:
     assert view["result"]["message"] == view["payload"]["message"]
 
 
-def test_job_enqueued_with_rq_cli_is_validated_by_worker(client: FlaskClient, redis: Redis, worker: Workers) -> None:
+def test_job_enqueued_with_rq_cli_is_validated_by_worker(
+    client: FlaskClient, redis: Redis, worker: Workers
+) -> None:
     """A job enqueued around the API with a bad payload fails at once with InvalidPayload, no retry."""
     queue = Queue("default", connection=redis, serializer="json")
     job = queue.enqueue_call("tasks.message.message", kwargs={"message": ""}, retry=None)

@@ -36,9 +36,20 @@ def test_entry_point_execs_a_working_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "POSTAL_REDIS_SERVER"}
     env["PATH"] = "/nonexistent"
     proc = subprocess.Popen(
-        [str(BIN / "postal-redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-         "--save", ""],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            str(BIN / "postal-redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp_path),
+            "--save",
+            "",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     client = Redis(port=port)
     try:

@@ -66,3 +66,20 @@ def test_bad_values_name_the_variable(var: str, value: str, message: str) -> Non
 def test_empty_value_means_default() -> None:
     """An empty variable (VAR= in a unit file) falls back to the default."""
     assert Settings.from_mapping({"POSTAL_PORT": ""}).api_port == 5000
+
+
+def test_readme_documents_every_variable() -> None:
+    """README's configuration tables name every variable postal reads."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    stack_only = [
+        "WORKERS",
+        "POSTAL_REDIS_PORT",
+        "POSTAL_REDIS_AUTOSTART",
+        "POSTAL_REDIS_SERVER",
+        "POSTAL_API_PROCESSES",
+        "POSTAL_API_THREADS",
+    ]
+    missing = [var for var in [*environment_variables(), *stack_only] if f"`{var}`" not in readme]
+    assert not missing, missing

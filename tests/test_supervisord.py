@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,14 +35,22 @@ class Stack:
 
     def ctl(self, *args: str) -> str:
         """Run supervisorctl from the stack's root with no -c, as README tells users to."""
-        done = subprocess.run([str(BIN / "supervisorctl"), *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [str(BIN / "supervisorctl"), *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return done.stdout + done.stderr
 
 
 def http_json(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -59,10 +66,19 @@ def stack(redis_server: RedisServer, redis: object, tmp_path: Path) -> Iterator[
     shutil.copy(ROOT / "supervisord.conf", root / "supervisord.conf")
     (root / "deploy").symlink_to(ROOT / "deploy")
     port = free_port()
-    env = stack_env(child_env(redis_server.url, WORKERS=str(WORKERS), POSTAL_PORT=str(port),
-                              POSTAL_REDIS_PORT=str(free_port())), BIN)
-    proc = subprocess.Popen([str(BIN / "supervisord"), "-n", "-c", str(root / "supervisord.conf")],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = stack_env(
+        child_env(
+            redis_server.url, WORKERS=str(WORKERS), POSTAL_PORT=str(port), POSTAL_REDIS_PORT=str(free_port())
+        ),
+        BIN,
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "supervisord"), "-n", "-c", str(root / "supervisord.conf")],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _ready(api), 60, "the API to answer with both workers registered", interval=0.2)
@@ -83,8 +99,11 @@ def _ready(api: str) -> bool:
 
 def test_stack_runs_jobs_over_http(stack: Stack) -> None:
     """Jobs submitted over HTTP to gunicorn run on supervisord's workers and are readable back."""
-    status, batch = http_json("POST", f"{stack.api}/jobs/batch",
-                              {"jobs": [{"task": "message", "payload": {"message": f"s{i}"}} for i in range(6)]})
+    status, batch = http_json(
+        "POST",
+        f"{stack.api}/jobs/batch",
+        {"jobs": [{"task": "message", "payload": {"message": f"s{i}"}} for i in range(6)]},
+    )
     assert status == 202
     ids = [job["id"] for job in batch["jobs"]]  # type: ignore[index]
 
@@ -109,7 +128,7 @@ def test_stack_shuts_down_cleanly(stack: Stack) -> None:
     assert len(children) >= 1 + WORKERS
     stack.proc.terminate()
     stack.proc.wait(60)
-    gone, alive = psutil.wait_procs(children, timeout=30)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, alive
 
 

@@ -50,7 +50,9 @@ def json_object(*, required: bool = True) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ApiError(400, "not_an_object", f"request body must be a JSON object, got {type(value).__name__}")
+        raise ApiError(
+            400, "not_an_object", f"request body must be a JSON object, got {type(value).__name__}"
+        )
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise ApiError(400, "too_deep", f"request body is nested deeper than {MAX_DEPTH} levels")
     return value

@@ -31,7 +31,9 @@ def _load(job_id: str) -> Job:
     try:
         return Job.fetch(job_id, connection=postal().redis, serializer=SERIALIZER)
     except NoSuchJobError:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r} (it never existed or has expired)") from None
+        raise ApiError(
+            404, "job_not_found", f"no job with id {job_id!r} (it never existed or has expired)"
+        ) from None
 
 
 def _accepted(job: Job, created: bool) -> tuple[Response, int, dict[str, str]]:
@@ -61,7 +63,9 @@ def submit_batch() -> tuple[Response, int]:
         raise ApiError(422, "invalid_request", "'jobs' must be a non-empty list of job submissions")
     if len(entries) > state.settings.max_batch:
         raise ApiError(
-            413, "batch_too_large", f"a batch holds at most {state.settings.max_batch} jobs, got {len(entries)}"
+            413,
+            "batch_too_large",
+            f"a batch holds at most {state.settings.max_batch} jobs, got {len(entries)}",
         )
     subs = [parse_submission(entry, state, ("jobs", index)) for index, entry in enumerate(entries)]
     results = enqueue(state, subs)
@@ -85,7 +89,7 @@ def get_job(job_id: str) -> Response:
 def _requeue(state: Postal, job: Job) -> None:
     """Put `job` back on its queue with its task's full retry budget: the fix deserves the same
     chances as a new job."""
-    spec = task_for_func(job.func_name)
+    spec = task_for_func(job.func_name or "")
     if spec is not None and spec.retry.max_retries:
         job.retries_left = spec.retry.max_retries
         job.retry_intervals = spec.retry.intervals(state.settings.retry_delay_scale)
@@ -101,7 +105,9 @@ def requeue_one(job_id: str) -> tuple[Response, int]:
     job = _load(job_id)
     status = job.get_status()
     if status not in (JobStatus.FAILED, JobStatus.STOPPED):
-        raise ApiError(409, "not_failed", f"only failed or stopped jobs can be requeued; this one is {status.value}")
+        raise ApiError(
+            409, "not_failed", f"only failed or stopped jobs can be requeued; this one is {status.value}"
+        )
     try:
         _requeue(state, job)
     except InvalidJobOperation:
@@ -131,7 +137,9 @@ def requeue_failed() -> tuple[Response, int]:
             raise ApiError(422, "invalid_request", f"{key!r} must be a string")
     queue_name: str | None = body.get("queue")
     if queue_name is not None and queue_name not in state.queues:
-        raise ApiError(422, "unknown_queue", f"unknown queue {queue_name!r}; known queues: {', '.join(state.queues)}")
+        raise ApiError(
+            422, "unknown_queue", f"unknown queue {queue_name!r}; known queues: {', '.join(state.queues)}"
+        )
     requeued: list[str] = []
     for name in [queue_name] if queue_name else list(state.queues):
         registry = state.queues[name].failed_job_registry
@@ -162,8 +170,11 @@ def cancel(job_id: str) -> tuple[Response, int]:
     if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
         job.cancel()
         return jsonify(job_summary(job)), 200
-    raise ApiError(409, "not_cancelable", f"the job is {status.value}; only queued, scheduled, deferred "
-                   "or started jobs can be canceled")
+    raise ApiError(
+        409,
+        "not_cancelable",
+        f"the job is {status.value}; only queued, scheduled, deferred or started jobs can be canceled",
+    )
 
 
 @bp.delete("/jobs/<job_id>")

@@ -102,7 +102,11 @@ def healthz() -> tuple[Response, int]:
     except RedisError as exc:
         return jsonify(
             status="unavailable",
-            redis={"ok": False, "url": state.settings.redis_url_redacted, "error": f"{type(exc).__name__}: {exc}"},
+            redis={
+                "ok": False,
+                "url": state.settings.redis_url_redacted,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
         ), 503
     return jsonify(
         status="ok" if workers else "degraded",

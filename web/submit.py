@@ -149,7 +149,7 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
             try:
                 existing: set[str] = set()
                 if keys:
-                    pipe.watch(*keys)
+                    pipe.watch(*keys)  # type: ignore[no-untyped-call]  # redis-py leaves watch unannotated
                     existing = {job_id for job_id, key in zip(ids, keys, strict=True) if pipe.exists(key)}
                 pipe.multi()
                 created: list[Job | None] = []
@@ -181,9 +181,9 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
         )
     )
     results: list[tuple[Job, bool]] = []
-    for job in created:
-        if job is not None:
-            results.append((job, True))
+    for new in created:
+        if new is not None:
+            results.append((new, True))
             continue
         found = next(existing_jobs)
         if found is None:  # it expired between our check and this read

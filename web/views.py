@@ -24,9 +24,10 @@ def _task_name(job: Job) -> str | None:
     if isinstance(name, str):
         return name
     try:
-        spec = task_for_func(job.func_name)
+        func_name = job.func_name
     except DeserializationError:
         return None
+    spec = task_for_func(func_name) if func_name else None
     return spec.name if spec else None
 
 
