@@ -13,7 +13,7 @@ from time import monotonic  # by name, so a test can replace this module's clock
 from types import MappingProxyType
 from typing import Final, Literal
 
-import regex  # type: ignore[import-untyped, unused-ignore]  # stubs are types-regex; not in every venv
+import regex
 from pydantic import BaseModel, ConfigDict
 
 from tasks.errors import BadPattern, InvalidPayload

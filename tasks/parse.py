@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Final, NamedTuple
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-import regex  # type: ignore[import-untyped, unused-ignore]  # stubs are types-regex; not in every venv
+import regex
 from bs4 import BeautifulSoup, CData, MarkupResemblesLocatorWarning, Tag, XMLParsedAsHTMLWarning
 from bs4.element import NavigableString, PageElement
 from pydantic import BaseModel, ConfigDict
