@@ -26,6 +26,8 @@ def test_dashboard_reads_json_jobs(client: FlaskClient, worker: Workers) -> None
     assert data["status"] == "finished"
     assert data["description"] == 'message({"message":"seen by the dashboard","delay_s":0.0})'
     assert data["result"] == {"message": "seen by the dashboard"}
+    finished = client.get("/rq/0/data/jobs/default/finished/8/asc/1.json").json
+    assert [j["id"] for j in finished["jobs"]] == [job["id"]]
 
 
 def test_dashboard_requeue_refuses_get(client: FlaskClient) -> None:
