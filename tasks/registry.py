@@ -52,7 +52,6 @@ class TaskSpec:
     description: str
 
 
-NO_RETRY = RetryPolicy(max_retries=0, base_delay_s=1, cap_s=1)
 NETWORK_RETRY = RetryPolicy(max_retries=3, base_delay_s=5, cap_s=60)
 
 _TASKS = (
@@ -62,7 +61,8 @@ _TASKS = (
         payload_model=MessagePayload,
         queue="default",
         timeout_s=90,
-        retry=NO_RETRY,
+        # nothing in it fails transiently; the retries are for a worker lost mid-job
+        retry=RetryPolicy(max_retries=2, base_delay_s=1, cap_s=5),
         description="Log a message (after an optional delay) and return it.",
     ),
     TaskSpec(

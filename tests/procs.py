@@ -6,7 +6,9 @@ it forked (RQ's work horses call setpgrp, so a process-group kill would miss the
 
 from __future__ import annotations
 
+import configparser
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,14 +22,18 @@ from redis import Redis
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-WORKER_ARGS = (
-    "worker",
-    "--serializer",
-    "json",
-    "--with-scheduler",
-    "--exception-handler",
-    "tasks.failures.record_failure",
-)
+
+
+def _worker_args() -> tuple[str, ...]:
+    """The worker command line of supervisord.conf (after `rq`): tests run exactly what ships."""
+    config = configparser.RawConfigParser()
+    config.read(ROOT / "supervisord.conf")
+    program, *args = shlex.split(config.get("program:worker", "command"))
+    assert program == "rq", program
+    return tuple(args)
+
+
+WORKER_ARGS = _worker_args()
 
 
 def free_port() -> int:
@@ -147,7 +153,7 @@ class Workers:
         for _ in range(count):
             log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
             proc = subprocess.Popen(
-                [str(BIN / "rq"), *WORKER_ARGS, "--url", self.redis_url, *extra, *queues],
+                [str(BIN / "rq"), *WORKER_ARGS, *extra, *queues],
                 env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=log,

@@ -38,6 +38,9 @@ class SubmitOptions(BaseModel):
     job_id: str | None = Field(
         default=None, pattern=JOB_ID_PATTERN, description="Caller-chosen id; resubmitting it is a no-op."
     )
+    timeout_s: int | None = Field(
+        default=None, ge=1, description="A shorter timeout than the task's (never a longer one)."
+    )
 
 
 class SubmitRequest(BaseModel):
@@ -59,6 +62,7 @@ class Submission:
     queue: str
     delay_s: float | None
     job_id: str | None
+    timeout_s: int
 
 
 def validation_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -98,7 +102,14 @@ def parse_submission(body: Any, state: Postal, prefix: tuple[str | int, ...] = (
             f"payload is not valid for task {spec.name!r}",
             validation_details(exc, (*prefix, "payload")),
         ) from None
+    timeout_s = request.options.timeout_s or spec.timeout_s
+    if timeout_s > spec.timeout_s:
+        message = f"timeout_s may not exceed task {spec.name!r}'s timeout of {spec.timeout_s} s"
+        raise ApiError(
+            422, "invalid_request", message, [{"loc": [*prefix, "options", "timeout_s"], "message": message}]
+        )
     return Submission(
+        timeout_s=timeout_s,
         spec=spec,
         payload=payload.model_dump(mode="json"),
         queue=queue,
@@ -124,7 +135,7 @@ def _create(state: Postal, sub: Submission) -> Job:
     return queue.create_job(
         sub.spec.func,
         kwargs=sub.payload,
-        timeout=sub.spec.timeout_s,
+        timeout=sub.timeout_s,
         result_ttl=state.settings.result_ttl,
         failure_ttl=state.settings.failure_ttl,
         description=describe(sub),

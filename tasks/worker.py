@@ -1,0 +1,117 @@
+"""`PostalWorker`: RQ's forking worker plus the guarantees postal promises (see README,
+"Reliability"). Selected with `rq worker --worker-class tasks.worker.PostalWorker`.
+
+- Its work horse dies with it: the horse asks the kernel for SIGKILL when its parent dies
+  (PR_SET_PDEATHSIG). RQ's horse calls setpgrp (rq/worker/worker_classes.py,
+  `fork_work_horse`), so supervisord's stopasgroup/killasgroup never reach it; without this,
+  a SIGKILLed worker leaves an orphan that finishes a job RQ already gave to another worker.
+- Jobs of dead workers on this node are recovered within seconds (tasks.recovery): at start,
+  at each maintenance pass, and every `RECOVERY_INTERVAL_S` while busy with a long job.
+- A work horse killed under a live worker (OOM killer, segfault) is recorded as an attempt
+  and retried per the task's policy, like a transient error.
+- A job requeued after its retries ran out gets its full budget back (tasks.retries).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import Worker
+
+from tasks.failures import append_error
+from tasks.node import node_id
+from tasks.recovery import recover_abandoned
+from tasks.retries import mark_exhausted, restore_budget
+from tasks.settings import Settings
+
+log = logging.getLogger("postal.worker")
+
+PR_SET_PDEATHSIG = 1
+HEARTBEAT_GRACE_S = 30
+RECOVERY_INTERVAL_S = 10.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died between fork() and prctl()
+        os._exit(1)
+
+
+class PostalWorker(Worker):
+    """A forking RQ worker that never leaves an orphan and recovers dead workers' jobs fast."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._postal_pid = os.getpid()
+        self._postal_settings = Settings.from_env()
+        self._last_recovery = 0.0
+
+    def register_birth(self) -> None:
+        """Register as RQ does, plus the node id that lets peers check this worker's PID."""
+        super().register_birth()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        self.connection.hset(self.key, "postal_node", node_id())
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """In the forked horse: tie its life to the worker's before running the job."""
+        die_with_parent(self._postal_pid)
+        super().main_work_horse(job, queue)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """Like RQ's, with a 30 s grace instead of 60 s, so a job of a worker on a host nobody
+        can inspect is taken back sooner (rq/worker/base.py, `get_heartbeat_ttl`)."""
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            return int(min(job.timeout - working_time, interval)) + HEARTBEAT_GRACE_S
+        return int(interval) + HEARTBEAT_GRACE_S
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Restore an exhausted job's retry budget (it was requeued), then run it as RQ does."""
+        if restore_budget(job, self._postal_settings):
+            log.info("job %s was requeued after its retries ran out: budget restored", job.id)
+        super().execute_job(job, queue)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance, then recovery of jobs whose worker on this node is dead."""
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        self._recover()
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none)."""
+        super().maintain_heartbeats(job, execution)
+        if time.monotonic() - self._last_recovery >= RECOVERY_INTERVAL_S:
+            self._recover()
+
+    def _recover(self) -> None:
+        self._last_recovery = time.monotonic()
+        try:
+            recover_abandoned(self.connection, self.queues, self._exc_handlers)
+        except Exception:  # maintenance must not take the worker down; the next pass tries again
+            log.exception("worker %s: recovering abandoned jobs failed", self.name)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        """Record the lost attempt (OOM killer, segfault, kill -9 of the horse); RQ then retries
+        the job if it has retries left, else fails it (rq/worker/worker_classes.py)."""
+        job.get_meta(refresh=True)  # keep what the horse saved (progress) before adding to it
+        reason = (
+            f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
+        )
+        append_error(
+            job,
+            "WorkHorseKilled",
+            f"the work horse died ({reason}) while running the job: out of memory, a crash, or a kill",
+            transient=True,
+        )
+        if not job.retries_left:
+            mark_exhausted(job)
+        job.save_meta()  # type: ignore[no-untyped-call]  # rq 3.0 leaves save_meta unannotated
