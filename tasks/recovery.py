@@ -18,14 +18,19 @@ A lock per queue keeps two workers from retrying the same job twice.
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq import Queue
 from rq.executions import Execution
+from rq.job import Job
 from rq.utils import as_text, utcparse
 
+from tasks.dequeue import IN_HAND_KEY
 from tasks.node import node_id, process_alive
 
 log = logging.getLogger("postal.recovery")
@@ -65,17 +70,123 @@ def abandoned_entries(connection: Redis, queue: Queue) -> list[str]:
     return found
 
 
+def _scheduler_is_dead(connection: Redis, name: str) -> bool:
+    """True when the scheduler holding a lock is certainly gone: its hash expired, or it ran on
+    this host and its PID is dead (or reused after its last heartbeat)."""
+    pid, host, heartbeat = connection.hmget(f"rq:scheduler:{name}", "pid", "hostname", "last_heartbeat")
+    if pid is None:
+        return True
+    if host is None or as_text(host) != socket.gethostname() or not int(pid):
+        return False
+    seen = utcparse(as_text(heartbeat)).timestamp() if heartbeat else None
+    return not process_alive(int(pid), started_before=seen)
+
+
+def release_dead_scheduler_locks(connection: Redis, queues: Sequence[Queue]) -> list[str]:
+    """Delete scheduler locks held by a dead scheduler, so a live worker takes over now instead
+    of after the lock's TTL (interval + 60 s; rq/scheduler.py): scheduled jobs and retries
+    would wait that long. Compare-and-delete, so a lock re-taken meanwhile is left alone."""
+    released = []
+    for queue in queues:
+        key = f"rq:scheduler-lock:{queue.name}"
+        with connection.pipeline() as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves watch unannotated
+                raw_owner = pipe.get(key)
+                owner = as_text(raw_owner) if raw_owner is not None else ""
+                if not owner or not _scheduler_is_dead(connection, owner):
+                    continue
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+            except WatchError:
+                continue
+        log.warning("queue %s: released the scheduler lock of dead scheduler %s", queue.name, owner)
+        released.append(queue.name)
+    return released
+
+
+def return_in_hand_jobs(connection: Redis) -> int:
+    """Put back on their queues the ids that dead workers had popped but not started."""
+    returned = 0
+    for raw_key in connection.scan_iter(match=IN_HAND_KEY.format("*"), count=1000):
+        worker_name = as_text(raw_key)[len(IN_HAND_KEY.format("")) :]
+        if _worker_is_dead(connection, worker_name):
+            returned += return_in_hand(connection, worker_name)
+    return returned
+
+
+def return_in_hand(connection: Redis, worker_name: str) -> int:
+    """Put each still-queued job in `worker_name`'s in-hand list back at the front of its queue
+    (it was next in line), then drop the list."""
+    key = IN_HAND_KEY.format(worker_name)
+    returned = 0
+    for raw_id in connection.lrange(key, 0, -1):
+        job_id = as_text(raw_id)
+        status, origin = connection.hmget(Job.key_for(job_id), "status", "origin")
+        if status is not None and origin is not None and as_text(status) == "queued":
+            with connection.pipeline() as pipe:
+                pipe.lrem(key, 1, job_id)
+                pipe.lpush(f"rq:queue:{as_text(origin)}", job_id)
+                pipe.execute()
+            returned += 1
+            log.warning(
+                "job %s: worker %s stopped before starting it; back on %s",
+                job_id,
+                worker_name,
+                as_text(origin),
+            )
+    connection.delete(key)
+    return returned
+
+
+def return_unstarted(connection: Redis, queue: Queue, entries: list[str]) -> list[str]:
+    """Put back at the front of `queue` the jobs of `entries` that never started, and return
+    the other entries.
+
+    RQ registers an execution in the parent before forking, and the horse sets the job STARTED
+    only after the fork; a worker killed in between leaves an entry whose job is still QUEUED.
+    RQ's cleanup skips such a job and deletes its entry (rq/registry.py,
+    `StartedJobRegistry.cleanup`: "Only STARTED still means the worker died"), which would lose
+    it: queued, yet in no list. The chaos test caught this.
+    """
+    registry = queue.started_job_registry
+    remaining = []
+    for entry in entries:
+        job_id = entry.split(":", 1)[0]
+        if connection.hget(Job.key_for(job_id), "status") != b"queued":
+            remaining.append(entry)
+            continue
+        with connection.pipeline() as pipe:
+            pipe.zrem(registry.key, entry)
+            pipe.lpush(queue.key, job_id)
+            pipe.execute()
+        log.warning("job %s: its worker died before starting it; back on %s", job_id, queue.name)
+    return remaining
+
+
 def recover_abandoned(
     connection: Redis, queues: Sequence[Queue], exception_handlers: Sequence[Callable[..., Any]]
 ) -> int:
     """Retry or fail every job abandoned by a dead worker in `queues`; return how many."""
     recovered = 0
+    if connection.set("postal:recovery-lock:in-hand", node_id(), nx=True, ex=LOCK_TTL_S):
+        try:
+            recovered += return_in_hand_jobs(connection)
+        finally:
+            connection.delete("postal:recovery-lock:in-hand")
     for queue in queues:
         lock = f"postal:recovery-lock:{queue.name}"
         if not connection.set(lock, node_id(), nx=True, ex=LOCK_TTL_S):
             continue
         try:
-            entries = abandoned_entries(connection, queue)
+            expired = [
+                as_text(e)  # type: ignore[arg-type]  # plain ZRANGEBYSCORE: members only
+                for e in connection.zrangebyscore(queue.started_job_registry.key, 0, time.time())
+            ]
+            entries = return_unstarted(
+                connection, queue, sorted(set(abandoned_entries(connection, queue) + expired))
+            )
             if entries:
                 registry = queue.started_job_registry
                 connection.zadd(registry.key, dict.fromkeys(entries, 0), xx=True)

@@ -15,6 +15,8 @@ from tasks.registry import task_for_func
 from tasks.settings import Settings
 
 EXHAUSTED = "exhausted"
+# The budget the job was enqueued with (meta); the API sets it, other producers may.
+MAX_RETRIES = "max_retries"
 
 
 def mark_exhausted(job: Job) -> None:
@@ -26,9 +28,14 @@ def restore_budget(job: Job, settings: Settings) -> bool:
     """Give an exhausted job its task's full retry budget back; persist it. True if it did."""
     if not job.meta.get(EXHAUSTED):
         return False
-    spec = task_for_func(job.func_name or "")
     del job.meta[EXHAUSTED]
-    if spec is not None and spec.retry.max_retries:
+    spec = task_for_func(job.func_name or "")
+    budget = job.meta.get(MAX_RETRIES)
+    if isinstance(budget, int) and budget > 0:
+        job.retries_left = budget
+        if spec is not None:
+            job.retry_intervals = spec.retry.intervals(settings.retry_delay_scale)
+    elif spec is not None and spec.retry.max_retries:
         job.retries_left = spec.retry.max_retries
         job.retry_intervals = spec.retry.intervals(settings.retry_delay_scale)
     with job.connection.pipeline() as pipe:

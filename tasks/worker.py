@@ -26,9 +26,10 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
+from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
 from tasks.node import node_id
-from tasks.recovery import recover_abandoned
+from tasks.recovery import recover_abandoned, release_dead_scheduler_locks, return_in_hand
 from tasks.retries import mark_exhausted, restore_budget
 from tasks.settings import Settings
 
@@ -48,14 +49,32 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _tie_children_to(worker_pid: int) -> None:
+    """Every process this worker forks (the horse, RQ's scheduler process) dies with it.
+
+    Only direct children: a job that forks its own helpers is left to manage them.
+    """
+
+    def after_fork_in_child() -> None:
+        if os.getppid() == worker_pid:
+            die_with_parent(worker_pid)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+
+
 class PostalWorker(Worker):
     """A forking RQ worker that never leaves an orphan and recovers dead workers' jobs fast."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Reliable multi-queue dequeue (tasks.dequeue): rq/worker/base.py calls
+        # `self.queue_class.dequeue_any(...)`, so a per-worker subclass carries the list name.
+        self.queue_class = InHandQueue.for_worker(self.name)
+        self._in_hand_key = in_hand_key(self.name)
         self._postal_pid = os.getpid()
         self._postal_settings = Settings.from_env()
         self._last_recovery = 0.0
+        _tie_children_to(self._postal_pid)
 
     def register_birth(self) -> None:
         """Register as RQ does, plus the node id that lets peers check this worker's PID."""
@@ -66,6 +85,18 @@ class PostalWorker(Worker):
         """In the forked horse: tie its life to the worker's before running the job."""
         die_with_parent(self._postal_pid)
         super().main_work_horse(job, queue)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """Register the job as started (RQ), then drop it from this worker's in-hand list: from
+        here on the started registry answers for it."""
+        execution = super().prepare_execution(job)
+        self.connection.lrem(self._in_hand_key, 1, job.id)
+        return execution
+
+    def register_death(self) -> None:
+        """RQ's, after returning anything still in hand (normally nothing) to its queue."""
+        return_in_hand(self.connection, self.name)
+        super().register_death()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Like RQ's, with a 30 s grace instead of 60 s, so a job of a worker on a host nobody
@@ -82,9 +113,10 @@ class PostalWorker(Worker):
         super().execute_job(job, queue)
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance, then recovery of jobs whose worker on this node is dead."""
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        """Recovery of dead workers' jobs and scheduler locks, then RQ's maintenance (which starts
+        this worker's scheduler if a lock is free)."""
         self._recover()
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none)."""
@@ -96,6 +128,14 @@ class PostalWorker(Worker):
         self._last_recovery = time.monotonic()
         try:
             recover_abandoned(self.connection, self.queues, self._exc_handlers)
+            released = release_dead_scheduler_locks(self.connection, self.queues)
+            scheduler = self.scheduler
+            if (
+                released
+                and scheduler is not None
+                and (not scheduler._process or not scheduler._process.is_alive())
+            ):
+                scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # unannotated in rq
         except Exception:  # maintenance must not take the worker down; the next pass tries again
             log.exception("worker %s: recovering abandoned jobs failed", self.name)
 

@@ -1,100 +1,26 @@
-"""The real supervisord.conf: boots the whole stack (gunicorn API + rq workers) and runs jobs.
-
-The config is copied unchanged into a temp dir, so `%(here)s` (and with it `var/`) points
-there; `deploy/` is linked beside it. Redis is the test server (REDIS_URL set, so the config's
-own Redis program stays off).
-"""
+"""The real supervisord.conf: boots the whole stack (gunicorn API + rq workers) and runs jobs."""
 
 from __future__ import annotations
 
 import configparser
-import json
 import os
-import shutil
-import subprocess
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from postal.stack import stack_env
 from tasks.registry import longest_timeout_s
-from tests.procs import BIN, ROOT, RedisServer, child_env, free_port, stop_tree, wait_for
+from tests.procs import ROOT, RedisServer, wait_for
+from tests.stack import Stack, http_json, running_stack
 
 WORKERS = 2
 
 
-@dataclass
-class Stack:
-    root: Path
-    api: str
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-
-    def ctl(self, *args: str) -> str:
-        """Run supervisorctl from the stack's root with no -c, as README tells users to."""
-        done = subprocess.run(
-            [str(BIN / "supervisorctl"), *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return done.stdout + done.stderr
-
-
-def http_json(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 @pytest.fixture
 def stack(redis_server: RedisServer, redis: object, tmp_path: Path) -> Iterator[Stack]:
-    """supervisord running the real supervisord.conf from a temp root, in the foreground."""
-    root = tmp_path / "postal"
-    (root / "var" / "log").mkdir(parents=True)
-    shutil.copy(ROOT / "supervisord.conf", root / "supervisord.conf")
-    (root / "deploy").symlink_to(ROOT / "deploy")
-    port = free_port()
-    env = stack_env(
-        child_env(
-            redis_server.url, WORKERS=str(WORKERS), POSTAL_PORT=str(port), POSTAL_REDIS_PORT=str(free_port())
-        ),
-        BIN,
-    )
-    proc = subprocess.Popen(
-        [str(BIN / "supervisord"), "-n", "-c", str(root / "supervisord.conf")],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ready(api), 60, "the API to answer with both workers registered", interval=0.2)
-        yield Stack(root=root, api=api, proc=proc, env=env)
-    finally:
-        stop_tree(proc, grace=60)
-        for log in sorted((root / "var" / "log").glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def _ready(api: str) -> bool:
-    try:
-        status, body = http_json("GET", f"{api}/healthz")
-    except OSError:
-        return False
-    return status == 200 and body.get("workers") == WORKERS
+    """The whole stack under supervisord, with two workers."""
+    with running_stack(redis_server.url, tmp_path, workers=WORKERS) as running:
+        yield running
 
 
 def test_stack_runs_jobs_over_http(stack: Stack) -> None:

@@ -12,7 +12,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from tasks.connection import SERIALIZER
-from tasks.registry import task_for_func
+from tasks.retries import restore_budget
 from web.body import json_object
 from web.errors import ApiError
 from web.listing import list_jobs, parse_query
@@ -87,12 +87,9 @@ def get_job(job_id: str) -> Response:
 
 
 def _requeue(state: Postal, job: Job) -> None:
-    """Put `job` back on its queue with its task's full retry budget: the fix deserves the same
-    chances as a new job."""
-    spec = task_for_func(job.func_name or "")
-    if spec is not None and spec.retry.max_retries:
-        job.retries_left = spec.retry.max_retries
-        job.retry_intervals = spec.retry.intervals(state.settings.retry_delay_scale)
+    """Put `job` back on its queue with its full retry budget (tasks.retries): the fix deserves
+    the same chances as a new job."""
+    restore_budget(job, state.settings)
     queue = state.queues.get(job.origin)
     registry = queue.failed_job_registry if queue is not None else job.failed_job_registry
     registry.requeue(job)

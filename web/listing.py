@@ -28,7 +28,9 @@ _CURSOR = re.compile(r"^(\d{1,3})\.(\d{1,12})$")
 def _registry_ids(name: str) -> Callable[[Queue, int, int], list[str]]:
     def ids(queue: Queue, start: int, count: int) -> list[str]:
         registry = getattr(queue, name)
-        found: list[str] = registry.get_job_ids(start, start + count - 1)
+        # cleanup=False: a read must not run RQ's registry cleanup (workers own that, with
+        # postal's recovery first: tasks.recovery.return_unstarted)
+        found: list[str] = registry.get_job_ids(start, start + count - 1, cleanup=False)
         return found
 
     return ids

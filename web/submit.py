@@ -20,6 +20,7 @@ from rq.job import Job
 
 from tasks.connection import SERIALIZER
 from tasks.registry import TaskSpec, UnknownTask, get_task
+from tasks.retries import MAX_RETRIES
 from web.errors import ApiError
 from web.state import Postal
 
@@ -140,7 +141,7 @@ def _create(state: Postal, sub: Submission) -> Job:
         failure_ttl=state.settings.failure_ttl,
         description=describe(sub),
         job_id=sub.job_id,
-        meta={"task": sub.spec.name},
+        meta={"task": sub.spec.name, MAX_RETRIES: sub.spec.retry.max_retries},
         retry=_retry(sub.spec, state.settings.retry_delay_scale),
     )
 

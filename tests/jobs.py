@@ -1,0 +1,19 @@
+"""Job functions used only by tests (importable by the workers the tests start, like rq's own
+test suite does). Each counts its executions in Redis so tests can see duplicates."""
+
+from __future__ import annotations
+
+import time
+
+from rq import get_current_job
+
+RUNS_KEY = "postal-test:runs"
+
+
+def counted(sleep_s: float = 0.0) -> str:
+    """Count one execution of the current job, sleep, return the job id."""
+    job = get_current_job()
+    assert job is not None
+    job.connection.hincrby(RUNS_KEY, job.id, 1)
+    time.sleep(sleep_s)
+    return job.id
