@@ -32,24 +32,24 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-def _positive_float(name: str, raw: str) -> float:
+def _float(name: str, raw: str, *, zero_ok: bool) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
+    if zero_ok and not value >= 0:  # `not >=` also refuses nan
+        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
+    if not zero_ok and not value > 0:
         raise SettingsError(f"{name} must be greater than 0, got {raw!r}")
     return value
 
 
+def _positive_float(name: str, raw: str) -> float:
+    return _float(name, raw, zero_ok=False)
+
+
 def _non_negative_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= 0:
-        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
-    return value
+    return _float(name, raw, zero_ok=True)
 
 
 def _port(name: str, raw: str) -> int:

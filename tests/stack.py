@@ -47,6 +47,17 @@ class Stack:
         )
         return done.stdout + done.stderr
 
+    def rolling_restart(self) -> subprocess.CompletedProcess[str]:
+        """Run deploy/rolling-restart as README says, from this stack's checkout."""
+        return subprocess.run(
+            [str(self.root / "deploy" / "rolling-restart")],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def worker_processes(self) -> list[Process]:
         """`supervisorctl status worker:*`, parsed."""
         return status(self.root)

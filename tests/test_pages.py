@@ -53,7 +53,13 @@ def test_fetch_page_404_fails_at_once(client: FlaskClient, worker: Workers, page
     assert "404" in view["error"]["message"]
     assert view["error"]["transient"] is False
     assert page_server.hits("/status/404") - hits_before == 1
-    assert [j["id"] for j in client.get("/jobs?state=failed").json["jobs"]] == [view["id"]]
+    [listed] = client.get("/jobs?state=failed").json["jobs"]
+    assert listed["id"] == view["id"]
+    assert listed["task"] == "fetch_page"
+    assert listed["error"]["type"] == "RemoteClientError"
+    assert "404" in listed["error"]["message"]
+    assert listed["attempts"] == 1
+    assert listed["created_at"] <= listed["started_at"] <= listed["ended_at"]
 
 
 def test_fetch_page_not_html_fails_at_once(
