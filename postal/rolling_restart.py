@@ -52,10 +52,21 @@ def supervisorctl(root: Path, *args: str, timeout: float = 600) -> str:
     return done.stdout + done.stderr
 
 
-def status(root: Path, pattern: str = "worker:*") -> list[Process]:
-    """The processes matching `pattern` with their state and PID."""
+def status(root: Path, pattern: str = "worker:*", attempts: int = 3) -> list[Process]:
+    """The processes matching `pattern` with their state and PID (asked again, up to `attempts`
+    times, when supervisorctl answers nothing usable: a busy supervisord can time it out)."""
+    for attempt in range(attempts):
+        processes = _parse_status(supervisorctl(root, "status", pattern))
+        if processes:
+            return processes
+        if attempt + 1 < attempts:
+            time.sleep(1)
+    return []
+
+
+def _parse_status(output: str) -> list[Process]:
     processes = []
-    for line in supervisorctl(root, "status", pattern).splitlines():
+    for line in output.splitlines():
         parts = line.split()
         if len(parts) < 2 or parts[1] not in STATES:
             continue

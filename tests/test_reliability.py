@@ -279,6 +279,7 @@ def test_rolling_restart_under_load_loses_nothing(
         ids: list[str] = []
         statuses: list[int] = []
         capacity: list[int] = []
+        unreadable: list[int] = []
         done = threading.Event()
 
         def submitter() -> None:
@@ -300,7 +301,11 @@ def test_rolling_restart_under_load_loses_nothing(
 
         def sampler() -> None:
             while not done.is_set():
-                capacity.append(sum(p.state == "RUNNING" for p in stack.worker_processes()))
+                processes = stack.worker_processes()
+                if len(processes) == workers:  # else supervisorctl itself failed: no reading
+                    capacity.append(sum(p.state == "RUNNING" for p in processes))
+                else:
+                    unreadable.append(len(processes))
                 time.sleep(0.1)
 
         threads = [threading.Thread(target=submitter), threading.Thread(target=sampler)]
@@ -325,6 +330,7 @@ def test_rolling_restart_under_load_loses_nothing(
         assert set(statuses) == {202}, sorted(set(statuses))
         assert not failed, failed[:3]
         assert min(capacity) >= workers - 1
+        assert len(unreadable) < len(capacity) / 10, unreadable
         assert len(ids) > 50
 
 
