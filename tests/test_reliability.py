@@ -308,6 +308,13 @@ def test_rolling_restart_under_load_loses_nothing(
                     unreadable.append(len(processes))
                 time.sleep(0.1)
 
+        # steady state first: every worker RUNNING for supervisord (not just registered in Redis)
+        wait_for(
+            lambda: [p.state for p in stack.worker_processes()] == ["RUNNING"] * workers,
+            30,
+            "every worker to be RUNNING",
+            interval=0.2,
+        )
         threads = [threading.Thread(target=submitter), threading.Thread(target=sampler)]
         for thread in threads:
             thread.start()
