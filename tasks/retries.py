@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from tasks.registry import task_for_func
@@ -29,7 +30,10 @@ def restore_budget(job: Job, settings: Settings) -> bool:
     if not job.meta.get(EXHAUSTED):
         return False
     del job.meta[EXHAUSTED]
-    spec = task_for_func(job.func_name or "")
+    try:
+        spec = task_for_func(job.func_name or "")
+    except DeserializationError:  # undecodable job data: it will fail in the horse, not here
+        spec = None
     budget = job.meta.get(MAX_RETRIES)
     if isinstance(budget, int) and budget > 0:
         job.retries_left = budget
