@@ -121,6 +121,8 @@ def up(root: Path) -> None:
     health = wait_ready(api, int(env["WORKERS"]))
     redacted = Settings.from_mapping(env).redis_url_redacted
     where = " (started here)" if env["POSTAL_REDIS_AUTOSTART"] == "true" else ""
+    # tokens are never printed: the line names the variable that holds them
+    auth = ' -H "Authorization: Bearer $POSTAL_API_TOKENS"' if Settings.from_mapping(env).api_tokens else ""
     print(
         f"""
 postal is up: {env["WORKERS"]} workers, Redis at {redacted}{where}
@@ -129,9 +131,9 @@ postal is up: {env["WORKERS"]} workers, Redis at {redacted}{where}
   Logs       var/log/      processes: .venv/bin/supervisorctl status
 
 Submit a job:
-  curl -s -X POST {api}/jobs -H 'Content-Type: application/json' \\
+  curl -s -X POST {api}/jobs{auth} -H 'Content-Type: application/json' \\
        -d '{{"task": "message", "payload": {{"message": "hello"}}}}'
-then read it back at the "url" the answer gives, e.g. curl -s {api}/jobs/<id>
+then read it back at the "url" the answer gives, e.g. curl -s{auth} {api}/jobs/<id>
 
 Stop everything with: make stop
 """

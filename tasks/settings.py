@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +50,23 @@ def _positive_float(name: str, raw: str) -> float:
 
 def _non_negative_float(name: str, raw: str) -> float:
     return _float(name, raw, zero_ok=True)
+
+
+def _tokens(name: str, raw: str) -> tuple[str, ...]:
+    tokens = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for token in tokens:
+        if len(token) < 16:
+            raise SettingsError(f"{name}: every token must be at least 16 characters (one is {len(token)})")
+    return tokens
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _port(name: str, raw: str) -> int:
@@ -104,6 +121,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "POSTAL_FETCH_USER_AGENT": ("fetch_user_agent", _text),
     "POSTAL_PATTERN_TIMEOUT": ("pattern_timeout", _positive_float),
     "POSTAL_RETRY_DELAY_SCALE": ("retry_delay_scale", _non_negative_float),
+    "POSTAL_API_TOKENS": ("api_tokens", _tokens),
+    "POSTAL_PUBLIC_READS": ("public_reads", _bool),
 }
 
 
@@ -132,6 +151,17 @@ class Settings:
     pattern_timeout: float = 1.0
     # Multiplies every task's retry delays (0 = retry at once); for drills and test suites.
     retry_delay_scale: float = 1.0
+    # Bearer tokens for the API and dashboard; none = open API, allowed on loopback only.
+    api_tokens: tuple[str, ...] = ()
+    # Let GETs of jobs, queues and workers through without a token.
+    public_reads: bool = False
+
+    def __repr__(self) -> str:
+        """Never print tokens or a Redis password (settings end up in logs and tracebacks)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["api_tokens"] = f"<{len(self.api_tokens)} token(s)>"
+        shown["redis_url"] = self.redis_url_redacted
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Settings:

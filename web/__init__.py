@@ -11,6 +11,7 @@ from flask import Flask
 
 from tasks.connection import redis_client
 from tasks.settings import Settings
+from web.auth import install_auth
 from web.dashboard import mount_dashboard
 from web.errors import register_error_handlers
 from web.state import Postal
@@ -36,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from web import jobs, ops  # imported here so that importing `web` stays cheap for tooling
 
+    install_auth(app, settings)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     mount_dashboard(app, settings)
