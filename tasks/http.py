@@ -1,10 +1,11 @@
 """Fetch one HTML page, bounded in time, bytes and redirects: the only network code of fetch jobs.
 
 Built on urllib3 rather than requests because every bound needs the low level anyway: redirects
-are followed here, hop by hop, so each target passes `_check_target` (the one place a guard
-against internal addresses belongs); the body is read in chunks so a byte cap counts
-*decompressed* bytes and a gzip bomb stops at the cap; and a total deadline spans every hop and
-every chunk, which urllib3's per-socket-operation timeouts alone cannot give.
+are followed here, hop by hop, so each target passes `_check_target` and the SSRF guard
+(tasks.safe_http), and the connection goes to the checked address; the body is read in chunks
+so a byte cap counts *decompressed* bytes and a gzip bomb stops at the cap; and a total
+deadline spans every hop and every chunk, which urllib3's per-socket-operation timeouts alone
+cannot give.
 
 Every failure is one of `tasks.errors`: transient (timeouts, connection failures, 429, 5xx) so
 RQ retries it, or permanent (4xx, not HTML, too large, too many redirects) so it fails at once.
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -45,6 +46,7 @@ from tasks.errors import (
     RemoteServerError,
     TooManyRedirects,
 )
+from tasks.safe_http import TargetPolicy, resolve_checked
 from tasks.settings import Settings
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -69,6 +71,7 @@ class FetchLimits:
     max_bytes: int
     max_redirects: int
     user_agent: str
+    policy: TargetPolicy = field(default_factory=TargetPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchLimits:
@@ -80,6 +83,7 @@ class FetchLimits:
             max_bytes=settings.fetch_max_bytes,
             max_redirects=settings.fetch_max_redirects,
             user_agent=settings.fetch_user_agent,
+            policy=TargetPolicy.parse(settings.fetch_allow, settings.fetch_ports),
         )
 
 
@@ -100,33 +104,45 @@ class FetchedPage:
     elapsed_s: float
 
 
-_pool: urllib3.PoolManager | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
+PoolKey = tuple[str, str, int, str]
+_pools: dict[PoolKey, urllib3.HTTPConnectionPool] = {}
+_pools_pid = 0
+_pools_lock = threading.Lock()
+MAX_POOLS = 32
 
 
-def _pool_manager() -> urllib3.PoolManager:
-    """The process's connection pool, made on first use.
+def _pool_for(scheme: str, address: str, port: int, host: str) -> urllib3.HTTPConnectionPool:
+    """A connection pool to `address` (already checked by the SSRF guard) for `host`.
 
-    Shared so that requests to one host (redirect hops, several fetches in a long-lived worker)
-    reuse a connection instead of paying TCP and TLS set-up each time. Made lazily, and remade
-    in a new process, because a pool inherited across RQ's fork of the work horse would share
-    its sockets with the parent; `retries=False` because retrying and redirecting are decided
-    here, not inside urllib3.
+    Pools are keyed by the address, not the name, so a connection always goes where the check
+    said (no second DNS lookup a rebinding server could answer differently); TLS still verifies
+    the certificate against `host` (SNI and hostname check). Kept per process, and remade in a
+    new one, because pools inherited across RQ's fork of the work horse would share sockets with
+    the parent; `retries=False` because retrying and redirecting are decided here.
     """
-    global _pool, _pool_pid  # one pool per process is the point
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = urllib3.PoolManager(num_pools=16, retries=False)
-            _pool_pid = os.getpid()
-        return _pool
+    global _pools_pid  # one set of pools per process is the point
+    key = (scheme, address, port, host)
+    with _pools_lock:
+        if _pools_pid != os.getpid() or len(_pools) >= MAX_POOLS:
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.get(key)
+        if pool is None:
+            if scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    address, port, maxsize=4, retries=False, server_hostname=host, assert_hostname=host
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(address, port, maxsize=4, retries=False)
+            _pools[key] = pool
+        return pool
 
 
 def _check_target(url: str) -> None:
     """Refuse a URL postal must not fetch; called for the first URL and for every redirect hop.
 
-    Today it checks the scheme and host only. This is the hook for an SSRF guard (resolve the
-    host, refuse private, loopback and link-local addresses): every request goes through here.
+    The scheme and host; the addresses the host resolves to are checked just before each
+    request (tasks.safe_http.resolve_checked), and the connection goes to the checked address.
     """
     parts = urlsplit(url)
     if parts.scheme.lower() not in FETCHABLE_SCHEMES:
@@ -269,7 +285,6 @@ def fetch_html(url: str, limits: FetchLimits) -> FetchedPage:
     """
     started = time.monotonic()
     deadline = started + limits.total_timeout
-    headers = {**_HEADERS, "User-Agent": limits.user_agent}
     _check_target(url)
     current = url
     redirects: list[str] = []
@@ -278,14 +293,23 @@ def fetch_html(url: str, limits: FetchLimits) -> FetchedPage:
         timeout = urllib3.Timeout(
             connect=min(limits.connect_timeout, left), read=min(limits.read_timeout, left)
         )
+        parts = urlsplit(current)
+        scheme, host = parts.scheme.lower(), parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        address = resolve_checked(host, port, limits.policy)  # every hop, once, before connecting
+        default_port = port == (443 if scheme == "https" else 80)
+        host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
+        headers = {**_HEADERS, "User-Agent": limits.user_agent, "Host": host_header}
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         with _network_errors(current, limits, deadline):
-            response = _pool_manager().request(
+            response = _pool_for(scheme, address, port, host).urlopen(
                 "GET",
-                current,
+                path,
                 headers=headers,
                 timeout=timeout,
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
                 decode_content=True,
             )

@@ -60,6 +60,14 @@ def _tokens(name: str, raw: str) -> tuple[str, ...]:
     return tokens
 
 
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _ports(name: str, raw: str) -> tuple[int, ...]:
+    return tuple(_port(name, part) for part in _list(name, raw))
+
+
 def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -121,6 +129,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "POSTAL_FETCH_USER_AGENT": ("fetch_user_agent", _text),
     "POSTAL_PATTERN_TIMEOUT": ("pattern_timeout", _positive_float),
     "POSTAL_RETRY_DELAY_SCALE": ("retry_delay_scale", _non_negative_float),
+    "POSTAL_FETCH_ALLOW": ("fetch_allow", _list),
+    "POSTAL_FETCH_PORTS": ("fetch_ports", _ports),
     "POSTAL_API_TOKENS": ("api_tokens", _tokens),
     "POSTAL_PUBLIC_READS": ("public_reads", _bool),
 }
@@ -148,6 +158,9 @@ class Settings:
     fetch_max_bytes: int = 5 * 1024 * 1024
     fetch_max_redirects: int = 5
     fetch_user_agent: str = "postal/0.1 (+https://github.com/postal/postal)"
+    # SSRF guard (tasks.safe_http): internal networks/hosts a fetch may reach, public ports.
+    fetch_allow: tuple[str, ...] = ()
+    fetch_ports: tuple[int, ...] = (80, 443)
     pattern_timeout: float = 1.0
     # Multiplies every task's retry delays (0 = retry at once); for drills and test suites.
     retry_delay_scale: float = 1.0

@@ -187,6 +187,14 @@ class Workers:
 def child_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment for processes the tests start: the test Redis, fast retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTAL_", "RQ_"))}
-    env.update({"REDIS_URL": redis_url, "POSTAL_RETRY_DELAY_SCALE": "0.1", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "POSTAL_RETRY_DELAY_SCALE": "0.1",
+            "PYTHONUNBUFFERED": "1",
+            # the local page server is on loopback, which the SSRF guard refuses unless allowed
+            "POSTAL_FETCH_ALLOW": "127.0.0.1",
+        }
+    )
     env.update(extra)
     return env

@@ -24,6 +24,7 @@ from tasks.errors import (
     TransientError,
 )
 from tasks.http import FetchedPage, FetchLimits, fetch_html
+from tasks.safe_http import TargetPolicy
 from tasks.settings import Settings
 from tests.pageserver import PageServer
 
@@ -34,6 +35,8 @@ LIMITS = FetchLimits(
     max_bytes=100_000,
     max_redirects=5,
     user_agent="postal-test/1.0",
+    # the local page server is on loopback, which the SSRF guard refuses unless allowed
+    policy=TargetPolicy.parse(["127.0.0.1"], [80, 443]),
 )
 
 

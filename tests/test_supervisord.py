@@ -39,7 +39,15 @@ def test_stack_runs_jobs_over_http(stack: Stack) -> None:
     wait_for(all_finished, 30, "the batch to finish", interval=0.2)
     workers_seen = {http_json("GET", f"{stack.api}/jobs/{i}")[1]["worker"] for i in ids}
     assert workers_seen <= {w["name"] for w in http_json("GET", f"{stack.api}/workers")[1]["workers"]}  # type: ignore[index]
-    status_text = stack.ctl("status")
+    # registered in Redis can precede RUNNING in supervisord (startsecs): wait for the latter
+    status_text = str(
+        wait_for(
+            lambda: (t := stack.ctl("status")).count("RUNNING") == 1 + WORKERS and t,
+            15,
+            "api and workers RUNNING",
+            interval=0.2,
+        )
+    )
     for name in ("api", "worker:worker-00", "worker:worker-01"):
         assert name in status_text
     assert status_text.count("RUNNING") == 1 + WORKERS, status_text
