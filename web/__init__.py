@@ -35,11 +35,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it; the base type does not
     app.extensions["postal"] = Postal.build(settings, redis_client(settings))
 
-    from web import jobs, ops  # imported here so that importing `web` stays cheap for tooling
+    from web import jobs, openapi, ops  # imported here so that importing `web` stays cheap for tooling
 
     install_auth(app, settings)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(openapi.bp)
     mount_dashboard(app, settings)
     register_error_handlers(app)
     if not app.debug:

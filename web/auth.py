@@ -23,7 +23,13 @@ from web.errors import error_response
 
 log = logging.getLogger("postal.auth")
 
-OPEN_ROUTES = {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/"), ("HEAD", "/")}
+OPEN_ROUTES = {
+    ("GET", "/healthz"),
+    ("HEAD", "/healthz"),
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/openapi.json"),
+}
 READ_METHODS = {"GET", "HEAD"}
 DASHBOARD_PREFIX = "/rq"
 
