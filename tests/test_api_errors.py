@@ -93,6 +93,12 @@ def test_unknown_task(client: FlaskClient, redis: Redis) -> None:
         ),
         ({"task": "extract", "payload": {"patterns": ["a"]}}, ["payload"]),
         ({"task": "extract", "payload": {"patterns": [], "text": "x"}}, ["payload", "patterns"]),
+        ({"task": "extract", "payload": {"patterns": ["a"] * 21, "text": "x"}}, ["payload", "patterns"]),
+        ({"task": "extract", "payload": {"patterns": ["a" * 1001], "text": "x"}}, ["payload", "patterns", 0]),
+        (
+            {"task": "extract", "payload": {"patterns": ["a"], "text": "x", "flags": ["LOCALE"]}},
+            ["payload", "flags", 0],
+        ),
     ],
 )
 def test_invalid_payload(client: FlaskClient, redis: Redis, body: dict[str, Any], loc: list[Any]) -> None:

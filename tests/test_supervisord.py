@@ -74,6 +74,15 @@ def test_stopwaitsecs_exceeds_longest_task_timeout() -> None:
     assert stopwait > longest_timeout_s(), (stopwait, longest_timeout_s())
 
 
+def test_supervisorctl_has_no_network_port() -> None:
+    """supervisorctl control is a unix socket only its owner may use; no inet_http_server."""
+    config = configparser.RawConfigParser()
+    config.read(ROOT / "supervisord.conf")
+    assert not config.has_section("inet_http_server")
+    assert config.get("unix_http_server", "chmod") == "0700"
+    assert config.get("supervisorctl", "serverurl").startswith("unix://")
+
+
 def test_config_paths_are_relative_to_here() -> None:
     """Every path in supervisord.conf is built from %(here)s, so the checkout can live anywhere."""
     config = configparser.RawConfigParser()
