@@ -8,13 +8,10 @@ the one TCP way in is TLS.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 import subprocess
-import threading
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -81,60 +78,36 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class TlsTerminator:
-    """A real TLS server on a free port that relays each connection to a unix socket."""
+    """tests/tls_terminator.py in its own process: TLS on a free port, relayed to a unix socket."""
 
-    def __init__(self, certificate: Path, key: Path, unix_path: Path) -> None:
+    def __init__(self, certificate: Path, key: Path, unix_path: Path, directory: Path) -> None:
         self.port = free_port()
-        self.connections = 0
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(certificate, key)
-        self._unix_path = str(unix_path)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._server: asyncio.base_events.Server | None = None
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_unix_connection(self._unix_path)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port, ssl=self._context)
+        self.count_file = directory / "tls-connections"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("tls_terminator.py")),
+                str(certificate),
+                str(key),
+                str(unix_path),
+                str(self.port),
+                str(self.count_file),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-        self._ready.set()
-        self._loop.run_forever()
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
 
-    def __enter__(self) -> TlsTerminator:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
+    @property
+    def connections(self) -> int:
+        return len(self.count_file.read_text().splitlines()) if self.count_file.exists() else 0
 
-    def __exit__(self, *exc: Any) -> None:
-        async def shutdown() -> None:
-            assert self._server is not None
-            self._server.close()
-            await self._server.wait_closed()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+    def stop(self) -> None:
+        stop_tree(self.proc)  # type: ignore[arg-type]  # text-mode Popen; stop_tree only signals and waits
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -165,8 +138,11 @@ def tls_redis_url(tmp_path: Path) -> Iterator[tuple[str, TlsTerminator]]:
     )
     try:
         wait_for(unix_path.exists, 10, "redis-server's unix socket")
-        with TlsTerminator(certificate, key, unix_path) as terminator:
+        terminator = TlsTerminator(certificate, key, unix_path, tmp_path)
+        try:
             yield f"rediss://:{PASSWORD}@127.0.0.1:{terminator.port}/0?ssl_ca_certs={ca}", terminator
+        finally:
+            terminator.stop()
     finally:
         stop_tree(proc)
 
