@@ -85,21 +85,29 @@ def stop_tree(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 class RedisServer:
-    """A real redis-server on a free port, data in its own temp dir, nothing persisted."""
+    """A real redis-server on a free port (or only on `unix_socket`), data in its own temp dir,
+    nothing persisted; `password` turns on requirepass (and goes into `url`)."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    def __init__(
+        self, binary: str, directory: Path, password: str | None = None, unix_socket: Path | None = None
+    ) -> None:
+        self.port = 0 if unix_socket else free_port()
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.directory = directory
         self.log = directory / "redis.log"
+        listen = (
+            ["--unixsocket", str(unix_socket), "--unixsocketperm", "700"]
+            if unix_socket
+            else ["--bind", "127.0.0.1"]
+        )
+        auth = ["--requirepass", password] if password else []
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
                     binary,
                     "--port",
                     str(self.port),
-                    "--bind",
-                    "127.0.0.1",
+                    *listen,
                     "--dir",
                     str(directory),
                     "--save",
@@ -108,13 +116,17 @@ class RedisServer:
                     "no",
                     "--daemonize",
                     "no",
+                    *auth,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        client = Redis.from_url(self.url)
+        if unix_socket:
+            client = Redis(unix_socket_path=str(unix_socket), password=password)
+        else:
+            client = Redis.from_url(self.url)
         try:
-            wait_for(lambda: self._ping(client), 10, f"redis-server on port {self.port}")
+            wait_for(lambda: self._ping(client), 10, f"redis-server ({unix_socket or self.port})")
         finally:
             client.close()
 

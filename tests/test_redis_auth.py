@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
 from postal.redis_server import find_redis_server
 from tests.jobwait import submit, wait_job
-from tests.procs import BIN, ROOT, Workers, child_env, free_port, stop_tree, wait_for
+from tests.procs import BIN, ROOT, RedisServer, Workers, child_env
 
 PASSWORD = "s3cret-redis-pass-42"  # noqa: S105 - a test password
 
@@ -20,40 +19,11 @@ PASSWORD = "s3cret-redis-pass-42"  # noqa: S105 - a test password
 @pytest.fixture
 def locked_redis(tmp_path: Path) -> Iterator[str]:
     """A real redis-server that requires a password; yields its URL with the password in it."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(tmp_path),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            PASSWORD,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    client = Redis(port=port, password=PASSWORD)
-
-    def up() -> bool:
-        try:
-            return bool(client.ping())
-        except Exception:  # noqa: BLE001 - not up yet
-            return False
-
+    server = RedisServer(find_redis_server(), tmp_path, password=PASSWORD)
     try:
-        wait_for(up, 10, "redis-server with requirepass")
-        yield f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        client.close()
-        stop_tree(proc)
+        server.stop()
 
 
 def test_password_protected_redis_end_to_end(locked_redis: str, tmp_path: Path) -> None:

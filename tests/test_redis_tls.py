@@ -17,7 +17,7 @@ import pytest
 
 from postal.redis_server import find_redis_server
 from tests.jobwait import submit, wait_job
-from tests.procs import BIN, ROOT, Workers, child_env, free_port, stop_tree, wait_for
+from tests.procs import BIN, ROOT, RedisServer, Workers, child_env, free_port, stop_tree
 
 PASSWORD = "tls-redis-pass-1234567"  # noqa: S105 - a test password
 
@@ -115,36 +115,15 @@ def tls_redis_url(tmp_path: Path) -> Iterator[tuple[str, TlsTerminator]]:
     """rediss:// URL (password, CA file) of a redis-server reachable only through TLS."""
     ca, certificate, key = make_certificates(tmp_path)
     unix_path = tmp_path / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(unix_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(tmp_path),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            PASSWORD,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    server = RedisServer(find_redis_server(), tmp_path, password=PASSWORD, unix_socket=unix_path)
     try:
-        wait_for(unix_path.exists, 10, "redis-server's unix socket")
         terminator = TlsTerminator(certificate, key, unix_path, tmp_path)
         try:
             yield f"rediss://:{PASSWORD}@127.0.0.1:{terminator.port}/0?ssl_ca_certs={ca}", terminator
         finally:
             terminator.stop()
     finally:
-        stop_tree(proc)
+        server.stop()
 
 
 def test_rediss_end_to_end(tls_redis_url: tuple[str, TlsTerminator], tmp_path: Path) -> None:
