@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
@@ -106,6 +107,39 @@ def release_dead_scheduler_locks(connection: Redis, queues: Sequence[Queue]) -> 
     return released
 
 
+@contextmanager
+def _held(connection: Redis, name: str) -> Iterator[bool]:
+    """A short lock so that two workers never recover the same thing at once; yields whether
+    this one holds it."""
+    key = f"postal:recovery-lock:{name}"
+    held = bool(connection.set(key, node_id(), nx=True, ex=LOCK_TTL_S))
+    try:
+        yield held
+    finally:
+        if held:
+            connection.delete(key)
+
+
+def _put_back(
+    connection: Redis,
+    job_id: str,
+    origin: str,
+    *,
+    in_hand: str | None = None,
+    registry_entry: tuple[str, str] | None = None,
+) -> None:
+    """Atomically take `job_id` out of a worker's `in_hand` list or remove its started-registry
+    entry (`(registry key, entry)`), and push it to the front of its queue: it was next in line
+    when its worker died."""
+    with connection.pipeline() as pipe:
+        if in_hand is not None:
+            pipe.lrem(in_hand, 1, job_id)
+        if registry_entry is not None:
+            pipe.zrem(*registry_entry)
+        pipe.lpush(f"{Queue.redis_queue_namespace_prefix}{origin}", job_id)
+        pipe.execute()
+
+
 def return_in_hand_jobs(connection: Redis) -> int:
     """Put back on their queues the ids that dead workers had popped but not started."""
     returned = 0
@@ -125,10 +159,7 @@ def return_in_hand(connection: Redis, worker_name: str) -> int:
         job_id = as_text(raw_id)
         status, origin = connection.hmget(Job.key_for(job_id), "status", "origin")
         if status is not None and origin is not None and as_text(status) == "queued":
-            with connection.pipeline() as pipe:
-                pipe.lrem(key, 1, job_id)
-                pipe.lpush(f"rq:queue:{as_text(origin)}", job_id)
-                pipe.execute()
+            _put_back(connection, job_id, as_text(origin), in_hand=key)
             returned += 1
             log.warning(
                 "job %s: worker %s stopped before starting it; back on %s",
@@ -157,10 +188,7 @@ def return_unstarted(connection: Redis, queue: Queue, entries: list[str]) -> lis
         if connection.hget(Job.key_for(job_id), "status") != b"queued":
             remaining.append(entry)
             continue
-        with connection.pipeline() as pipe:
-            pipe.zrem(registry.key, entry)
-            pipe.lpush(queue.key, job_id)
-            pipe.execute()
+        _put_back(connection, job_id, queue.name, registry_entry=(registry.key, entry))
         log.warning("job %s: its worker died before starting it; back on %s", job_id, queue.name)
     return remaining
 
@@ -170,16 +198,13 @@ def recover_abandoned(
 ) -> int:
     """Retry or fail every job abandoned by a dead worker in `queues`; return how many."""
     recovered = 0
-    if connection.set("postal:recovery-lock:in-hand", node_id(), nx=True, ex=LOCK_TTL_S):
-        try:
+    with _held(connection, "in-hand") as held:
+        if held:
             recovered += return_in_hand_jobs(connection)
-        finally:
-            connection.delete("postal:recovery-lock:in-hand")
     for queue in queues:
-        lock = f"postal:recovery-lock:{queue.name}"
-        if not connection.set(lock, node_id(), nx=True, ex=LOCK_TTL_S):
-            continue
-        try:
+        with _held(connection, queue.name) as held:
+            if not held:
+                continue
             expired = [
                 as_text(e)  # type: ignore[arg-type]  # plain ZRANGEBYSCORE: members only
                 for e in connection.zrangebyscore(queue.started_job_registry.key, 0, time.time())
@@ -193,6 +218,4 @@ def recover_abandoned(
                 log.warning("queue %s: %d abandoned job(s) found: %s", queue.name, len(entries), entries)
                 registry.cleanup(exception_handlers=list(exception_handlers))
                 recovered += len(entries)
-        finally:
-            connection.delete(lock)
     return recovered

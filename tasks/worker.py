@@ -82,8 +82,10 @@ class PostalWorker(Worker):
         self.connection.hset(self.key, "postal_node", node_id())
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        """In the forked horse: tie its life to the worker's before running the job."""
-        die_with_parent(self._postal_pid)
+        """In the forked horse, whose at-fork hook already tied its life to the worker's: a horse
+        whose worker died before the hook ran (it saw another parent) must not run the job."""
+        if os.getppid() != self._postal_pid:
+            os._exit(1)
         super().main_work_horse(job, queue)
 
     def prepare_execution(self, job: Job) -> Execution:
