@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run stop status test test-all lint typecheck check lock clean
+.PHONY: help install system-packages run stop status test test-all lint typecheck check lock clean
 
 help:
 	@echo "make run       start Redis, the API and the workers under supervisord"
@@ -25,6 +25,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Debian packages that some tests drive (tests/system-packages.txt); a no-op once present.
+system-packages:
+	tests/install-system-packages
+
 run: $(STAMP)
 	$(BIN)/postal-stack up
 
@@ -34,10 +38,10 @@ stop: $(STAMP)
 status: $(STAMP)
 	$(BIN)/supervisorctl -c supervisord.conf status
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) system-packages
 	$(BIN)/python -m pytest -m 'slow or not slow'
 
 lint: $(STAMP)
