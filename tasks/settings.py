@@ -133,6 +133,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "POSTAL_FETCH_PORTS": ("fetch_ports", _ports),
     "POSTAL_API_TOKENS": ("api_tokens", _tokens),
     "POSTAL_PUBLIC_READS": ("public_reads", _bool),
+    "POSTAL_HORSE_MAX_JOBS": ("horse_max_jobs", _positive_int),
+    "POSTAL_HORSE_MAX_MEMORY_MB": ("horse_max_memory_mb", _positive_int),
 }
 
 
@@ -168,6 +170,9 @@ class Settings:
     api_tokens: tuple[str, ...] = ()
     # Let GETs of jobs, queues and workers through without a token.
     public_reads: bool = False
+    # A worker replaces its warm horse (tasks.horse) after this many jobs or above this memory.
+    horse_max_jobs: int = 1000
+    horse_max_memory_mb: int = 1024
 
     def __repr__(self) -> str:
         """Never print tokens or a Redis password (settings end up in logs and tracebacks)."""

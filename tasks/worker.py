@@ -10,26 +10,41 @@
 - A work horse killed under a live worker (OOM killer, segfault) is recorded as an attempt
   and retried per the task's policy, like a transient error.
 - A job requeued after its retries ran out gets its full budget back (tasks.retries).
+- Jobs run in a warm horse (tasks.horse): one forked child per worker that runs job after job,
+  with the task modules and their heavy dependencies imported once, before the fork. A crash,
+  a kill or a hung job still takes down only the horse, which is recorded and replaced; the horse
+  is also replaced after `POSTAL_HORSE_MAX_JOBS` jobs or above `POSTAL_HORSE_MAX_MEMORY_MB`.
+- Per job it sends fewer Redis commands than RQ: heartbeats without a pipeline are sent at most
+  once per `HEARTBEAT_EVERY_S` and an unchanged state is not written again.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
+import random
 import signal
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, NoReturn
 
+from redis.client import Pipeline
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.worker import Worker
+from rq.utils import now
+from rq.worker import Worker, WorkerStatus
+from rq.worker.base import logger as rq_worker_logger
 
 from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
+from tasks.horse import HorseGone, LineReader, WarmHorse, write_message
 from tasks.node import node_id
 from tasks.recovery import recover_abandoned, release_dead_scheduler_locks, return_in_hand
+from tasks.registry import TASKS
 from tasks.retries import mark_exhausted, restore_budget
 from tasks.settings import Settings
 
@@ -38,6 +53,18 @@ log = logging.getLogger("postal.worker")
 PR_SET_PDEATHSIG = 1
 HEARTBEAT_GRACE_S = 30
 RECOVERY_INTERVAL_S = 10.0
+HEARTBEAT_EVERY_S = 1.0
+# RQ kills a horse that outlives its job's timeout by this much (rq/worker/worker_classes.py,
+# `monitor_work_horse`): the job's own SIGALRM did not stop it.
+HUNG_HORSE_GRACE_S = 60
+HORSE_EXIT_GRACE_S = 5.0
+
+
+def preload_task_modules() -> None:
+    """Import every task's module (and so bs4, lxml, regex) once, in the worker, before it forks
+    its horse: a replacement horse starts warm and the pages are shared copy-on-write."""
+    for spec in TASKS.values():
+        importlib.import_module(spec.func.rpartition(".")[0])
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -63,7 +90,8 @@ def _tie_children_to(worker_pid: int) -> None:
 
 
 class PostalWorker(Worker):
-    """A forking RQ worker that never leaves an orphan and recovers dead workers' jobs fast."""
+    """A forking RQ worker with a warm horse that never leaves an orphan and recovers dead workers'
+    jobs fast."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,26 +102,227 @@ class PostalWorker(Worker):
         self._postal_pid = os.getpid()
         self._postal_settings = Settings.from_env()
         self._last_recovery = 0.0
+        self._heartbeat_sent = 0.0
+        self._suspension_checked = 0.0
+        self._horse: WarmHorse | None = None
         _tie_children_to(self._postal_pid)
+        preload_task_modules()
 
     def register_birth(self) -> None:
         """Register as RQ does, plus the node id that lets peers check this worker's PID."""
         super().register_birth()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
         self.connection.hset(self.key, "postal_node", node_id())
 
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
-        """In the forked horse, whose at-fork hook already tied its life to the worker's: a horse
-        whose worker died before the hook ran (it saw another parent) must not run the job."""
-        if os.getppid() != self._postal_pid:
+    # -- the warm horse, worker side ---------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Register the execution, hand the job to the warm horse and watch it until it answers
+        or dies (RQ's `execute_job` forks a new horse here instead)."""
+        if restore_budget(job, self._postal_settings):
+            log.info("job %s was requeued after its retries ran out: budget restored", job.id)
+        execution = self.prepare_execution(job)
+        horse = self._hand_over(job, queue, execution)
+        self._horse_pid = horse.pid  # RQ's cold shutdown and kill-horse command use it
+        try:
+            self._watch(horse, job, queue, execution)
+        finally:
+            self._horse_pid = 0
+            self.executions.pop(execution.id, None)
+        self._retire_if_spent()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _hand_over(self, job: Job, queue: Queue, execution: Execution) -> WarmHorse:
+        """Send the job to the horse, forking one first if there is none (or it just died)."""
+        message = {
+            "job": job.id,
+            "queue": queue.name,
+            "execution": execution.id,
+            "created_at": execution.created_at.timestamp(),
+        }
+        for _ in range(2):
+            if self._horse is None:
+                self._horse = WarmHorse.spawn(self._serve_jobs)
+            try:
+                self._horse.send(message)
+                return self._horse
+            except HorseGone:  # it died while idle: reap it, fork a fresh one, try once more
+                self._discard_horse()
+        raise RuntimeError("a freshly forked horse would not take a job")
+
+    def _watch(self, horse: WarmHorse, job: Job, queue: Queue, execution: Execution) -> None:
+        """Wait for the horse's answer, keeping heartbeats (and recovery) going meanwhile; a horse
+        that outlives the job's timeout by HUNG_HORSE_GRACE_S is killed, as RQ does."""
+        job.started_at = now()
+        while not horse.replies.ready(self.job_monitoring_interval):
+            working_s = (now() - job.started_at).total_seconds()
+            if job.timeout is not None and job.timeout != -1 and working_s > job.timeout + HUNG_HORSE_GRACE_S:
+                self.heartbeat(self.job_monitoring_interval + 60)
+                self.kill_horse()
+                break
+            self.maintain_heartbeats(job, execution)
+        try:
+            reply = horse.replies.read()
+        except HorseGone:
+            pass
+        else:
+            horse.jobs_run += 1
+            if reply.get("outcome") == "gone":  # deleted while queued: drop its execution record
+                with self.connection.pipeline() as pipeline:
+                    self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+                    pipeline.execute()
+            return
+        status = horse.reap()
+        self._discard_horse()
+        self._record_horse_death(job, queue, execution, horse.pid, status or 0)
+
+    def _record_horse_death(
+        self, job: Job, queue: Queue, execution: Execution, pid: int, status: int
+    ) -> None:
+        """What RQ's `monitor_work_horse` does when its horse exits abnormally: a stopped job
+        goes to the failed registry as stopped, any other unfinished job is a failed attempt."""
+        try:
+            job_status = job.get_status()
+        except InvalidJobOperation:
+            return  # finished and already expired
+        if self._stopped_job_id == job.id:
+            self._handle_stopped_job(job, queue, execution)
+        elif job_status not in (JobStatus.FINISHED, JobStatus.FAILED):
+            job.ended_at = now()
+            signal_msg = f" (signal {os.WTERMSIG(status)})" if status and os.WIFSIGNALED(status) else ""
+            exc_string = f"Work-horse terminated unexpectedly; waitpid returned {status}{signal_msg}; "
+            log.warning("worker %s: job %s failed (%s)", self.name, job.id, exc_string)
+            self.handle_work_horse_killed(job, pid, status, None)
+            self.handle_job_failure(job, queue=queue, exc_string=exc_string, execution=execution)
+
+    def _retire_if_spent(self) -> None:
+        """Replace the horse after enough jobs or above its memory bound: a job that leaks only
+        costs a fresh fork, never the worker."""
+        horse = self._horse
+        if horse is None:
+            return
+        settings = self._postal_settings
+        too_old = horse.jobs_run >= settings.horse_max_jobs
+        too_big = horse.rss_bytes() > settings.horse_max_memory_mb * 1024 * 1024
+        if too_old or too_big:
+            log.info(
+                "worker %s: replacing its horse after %d jobs (%d MB resident)",
+                self.name,
+                horse.jobs_run,
+                horse.rss_bytes() // (1024 * 1024),
+            )
+            self._discard_horse()
+
+    def _discard_horse(self) -> None:
+        horse, self._horse = self._horse, None
+        if horse is not None:
+            horse.stop(HORSE_EXIT_GRACE_S)
+
+    def teardown(self) -> None:
+        """Let the idle horse exit (end of file on its pipe), then RQ's teardown."""
+        if not self.is_horse:
+            self._discard_horse()
+        super().teardown()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+
+    # -- the warm horse, horse side ----------------------------------------------------------
+
+    def _serve_jobs(self, requests: int, replies: int) -> NoReturn:
+        """The horse's life: run each job the worker sends, answer, repeat until end of file.
+
+        Like RQ's `main_work_horse`: own process group (so supervisord's group signals reach
+        only the worker, which drains), SIGINT ignored, and any exception escaping RQ's own
+        handling ends the horse, which the worker then records."""
+        if os.getppid() != self._postal_pid:  # the worker died before the at-fork hook ran
             os._exit(1)
-        super().main_work_horse(job, queue)
+        os.setpgrp()
+        random.seed()
+        self.setup_work_horse_signals()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        self._is_horse = True
+        self.log = rq_worker_logger
+        reader = LineReader(requests)
+        while True:
+            try:
+                message = reader.read()
+            except HorseGone:
+                os._exit(0)
+            try:
+                outcome = self._run_one(message)
+            except BaseException:  # noqa: BLE001 - like RQ's horse: the worker records the death
+                os._exit(1)
+            write_message(replies, {"job": message["job"], "outcome": outcome})
+
+    def _run_one(self, message: dict[str, Any]) -> str:
+        """Rebuild the job, queue and execution the worker registered, and perform the job."""
+        job_id = str(message["job"])
+        os.environ["RQ_JOB_ID"] = job_id
+        try:
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        except NoSuchJobError:  # deleted since the worker took it: nothing to run
+            log.warning("worker %s: job %s vanished before it could run", self.name, job_id)
+            return "gone"
+        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]  # unannotated
+        queue = self.queue_class(
+            str(message["queue"]),
+            connection=self.connection,
+            job_class=self.job_class,
+            serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )
+        execution = Execution(str(message["execution"]), job.id, self.connection, worker_name=self.name)
+        created_at = float(message["created_at"])
+        execution.created_at = datetime.fromtimestamp(created_at, tz=execution.created_at.tzinfo)
+        return "finished" if self.perform_job(job, queue, execution) else "failed"
+
+    # -- fewer Redis commands per job --------------------------------------------------------
 
     def prepare_execution(self, job: Job) -> Execution:
-        """Register the job as started (RQ), then drop it from this worker's in-hand list: from
-        here on the started registry answers for it."""
-        execution = super().prepare_execution(job)
-        self.connection.lrem(self._in_hand_key, 1, job.id)
+        """RQ's (rq/executions.py, `prepare_execution`), with the id dropped from this worker's
+        in-hand list in the same transaction: from then on the started registry answers for it."""
+        with self.connection.pipeline() as pipeline:
+            ttl = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            pipeline.lrem(self._in_hand_key, 1, job.id)
+            pipeline.execute()
         return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's, never touching RQ's intermediate list: tasks.dequeue does not use it."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue=False)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's, skipped when one went out less than HEARTBEAT_EVERY_S ago and no pipeline is given.
+
+        RQ heartbeats three or four times per job; every TTL it sets is tens of seconds, so one
+        per second keeps the worker's key alive just as well. Heartbeats inside a pipeline always
+        go out: `maintain_heartbeats` reads their replies by position."""
+        if pipeline is None and time.monotonic() - self._heartbeat_sent < HEARTBEAT_EVERY_S:
+            return
+        self._heartbeat_sent = time.monotonic()
+        super().heartbeat(timeout, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's `rq suspend` check (a pipelined heartbeat plus EXISTS), at most once per
+        HEARTBEAT_EVERY_S instead of before every job: a suspension takes effect within a second."""
+        if time.monotonic() - self._suspension_checked < HEARTBEAT_EVERY_S:
+            return
+        self._suspension_checked = time.monotonic()
+        super().check_for_suspension(burst)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's stamps the end time and extends the job's heartbeat so that a success or failure
+        callback has time to run (rq/worker/base.py, `_finalize_success`); without a callback that
+        extra round trip buys nothing."""
+        if job.success_callback is not None or job.failure_callback is not None:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+        else:
+            job.ended_at = now()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's, without writing a state the worker is already in (RQ sets "idle" twice a job)."""
+        if pipeline is None and state == self.get_state():
+            return
+        super().set_state(state, pipeline)
 
     def register_death(self) -> None:
         """RQ's, after returning anything still in hand (normally nothing) to its queue."""
@@ -107,12 +336,6 @@ class PostalWorker(Worker):
         if job.timeout and job.timeout > 0:
             return int(min(job.timeout - working_time, interval)) + HEARTBEAT_GRACE_S
         return int(interval) + HEARTBEAT_GRACE_S
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        """Restore an exhausted job's retry budget (it was requeued), then run it as RQ does."""
-        if restore_budget(job, self._postal_settings):
-            log.info("job %s was requeued after its retries ran out: budget restored", job.id)
-        super().execute_job(job, queue)
 
     def run_maintenance_tasks(self) -> None:
         """Recovery of dead workers' jobs and scheduler locks, then RQ's maintenance (which starts
