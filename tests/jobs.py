@@ -3,6 +3,9 @@ test suite does). Each counts its executions in Redis so tests can see duplicate
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
+import os
 import time
 
 from rq import get_current_job
@@ -17,3 +20,23 @@ def counted(sleep_s: float = 0.0) -> str:
     job.connection.hincrby(RUNS_KEY, job.id, 1)
     time.sleep(sleep_s)
     return job.id
+
+
+def horse_pid() -> int:
+    """The PID of the process running the job (the worker's horse)."""
+    return os.getpid()
+
+
+def crash() -> None:
+    """Die of a segmentation fault, as a buggy C extension would."""
+    faulthandler.disable()  # keep the worker log free of a dump the test does not need
+    ctypes.string_at(0)
+
+
+def leak(megabytes: int) -> int:
+    """Keep `megabytes` of memory alive in the process after the job ends (a leaky job)."""
+    _LEAKED.append(bytearray(megabytes * 1024 * 1024))
+    return os.getpid()
+
+
+_LEAKED: list[bytearray] = []
