@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 
 from postal import failed as failures
-from postal.status import Status, queue_counts, render, supervised, workers
+from postal.status import Status, queue_counts, render, status_view, supervised, workers
 from postal.submit import parse_payload, refusal, submit
 from postal.supervisor_rpc import DEFAULT_CONFIG
-from postal.tables import shorten, table
 from postal.watch import ProgressDisplay, WaitTimeout, follow
 from tasks.connection import Postal, redis_client
 from tasks.jobinfo import last_error
@@ -36,7 +34,6 @@ from tasks.submission import SubmissionError
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_WAIT_TIMEOUT = 4
-MESSAGE_COLUMN = 60
 
 
 class Refused(click.ClickException):
@@ -175,40 +172,10 @@ def failed_command(queue: str | None, as_json: bool) -> None:
     jobs = failures.failed_jobs(state, _queues(state, queue))
     groups = failures.group(jobs)
     if as_json:
-        click.echo(_dump([_group_view(g) for g in groups]))
+        click.echo(_dump([failures.group_view(g) for g in groups]))
         return
-    click.echo(_groups_table(groups))
+    click.echo(failures.render_groups(groups))
     click.echo(f"\n{len(jobs)} failed job(s) in {len(groups)} group(s)")
-
-
-def _group_view(group: failures.FailureGroup) -> dict[str, Any]:
-    newest = group.newest
-    return {
-        "task": group.task,
-        "exception": group.exception,
-        "count": group.count,
-        "queues": list(group.queues),
-        "newest": {"id": newest.id, "failed_at": newest.ended_at, "message": newest.message},
-    }
-
-
-def _groups_table(groups: list[failures.FailureGroup]) -> str:
-    return table(
-        ("TASK", "EXCEPTION", "COUNT", "QUEUES", "NEWEST JOB", "FAILED AT (UTC)", "MESSAGE"),
-        [
-            (
-                g.task,
-                g.exception,
-                g.count,
-                ",".join(g.queues),
-                g.newest.id,
-                g.newest.ended_at.strftime("%Y-%m-%d %H:%M:%S") if g.newest.ended_at else None,
-                shorten(g.newest.message, MESSAGE_COLUMN),
-            )
-            for g in groups
-        ],
-        empty="no failed jobs",
-    )
 
 
 @main.command("requeue")
@@ -229,7 +196,7 @@ def requeue_command(
         click.echo("no failed jobs match")
         return
     if dry_run:
-        click.echo(_groups_table(failures.group(chosen)))
+        click.echo(failures.render_groups(failures.group(chosen)))
         click.echo(f"\nwould requeue {len(chosen)} job(s) (dry run: nothing requeued)")
         return
     with click.progressbar(length=len(chosen), label="requeueing", file=sys.stderr, show_pos=True) as bar:
@@ -258,24 +225,11 @@ def status_command(config: Path, as_json: bool) -> None:
         status = Status(processes=processes, queues=queue_counts(state), workers=workers(state))
     except RedisError as exc:
         problem = _redis_problem(exc)
-        unread = f"not read: Redis at {_settings().redis_url_redacted} is unreachable"
+        unread = "not read: see the Redis error below"
         status = Status(processes=processes, queues=unread, workers=unread)
     if as_json:
-        click.echo(_dump(_status_view(status)))
+        click.echo(_dump(status_view(status)))
     else:
         click.echo(render(status))
     if problem is not None:
         raise problem
-
-
-def _status_view(status: Status) -> dict[str, Any]:
-    def part(rows: list[Any] | str) -> dict[str, Any]:
-        if isinstance(rows, str):
-            return {"error": rows}
-        return {"items": [asdict(row) for row in rows]}
-
-    return {
-        "supervisord": part(status.processes),
-        "queues": part(status.queues),
-        "workers": part(status.workers),
-    }

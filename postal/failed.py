@@ -1,22 +1,26 @@
 """Failed jobs for `postal failed` and `postal requeue`: read from RQ's FailedJobRegistry of each
 queue, named by task and exception type the way `GET /jobs/<id>` names them (tasks.jobinfo),
-grouped, filtered, and requeued with their retry budget given back (tasks.retries)."""
+grouped (shown as a table or JSON), filtered, and requeued with their retry budget given back
+(tasks.retries)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rq.exceptions import DeserializationError, InvalidJobOperation
 from rq.job import Job, JobStatus
 
+from postal.tables import shorten, table
 from tasks.connection import SERIALIZER, Postal
 from tasks.jobinfo import last_error, task_name
 from tasks.retries import restore_budget
 
 FETCH_CHUNK = 500
 UNKNOWN = "?"
+MESSAGE_COLUMN = 60
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -132,3 +136,35 @@ def requeue(
         requeued.append(failed.id)
         done(failed, True)
     return requeued
+
+
+def group_view(group: FailureGroup) -> dict[str, Any]:
+    """One group as JSON-ready data (`postal failed --json`)."""
+    newest = group.newest
+    return {
+        "task": group.task,
+        "exception": group.exception,
+        "count": group.count,
+        "queues": list(group.queues),
+        "newest": {"id": newest.id, "failed_at": newest.ended_at, "message": newest.message},
+    }
+
+
+def render_groups(groups: list[FailureGroup]) -> str:
+    """Groups as a table, newest example and its message per row (`postal failed`)."""
+    return table(
+        ("TASK", "EXCEPTION", "COUNT", "QUEUES", "NEWEST JOB", "FAILED AT (UTC)", "MESSAGE"),
+        [
+            (
+                g.task,
+                g.exception,
+                g.count,
+                ",".join(g.queues),
+                g.newest.id,
+                g.newest.ended_at.strftime("%Y-%m-%d %H:%M:%S") if g.newest.ended_at else None,
+                shorten(g.newest.message, MESSAGE_COLUMN),
+            )
+            for g in groups
+        ],
+        empty="no failed jobs",
+    )

@@ -7,7 +7,7 @@ is reported in its place while the others still show.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +118,18 @@ def _section(
     if isinstance(rows, str):
         return f"{title}: {rows}"
     return f"{title}:\n{table(headers, [cells(row) for row in rows])}"
+
+
+def status_view(status: Status) -> dict[str, Any]:
+    """The status as JSON-ready data (`postal status --json`)."""
+
+    def part(rows: list[Any] | str) -> dict[str, Any]:
+        if isinstance(rows, str):
+            return {"error": rows}
+        return {"items": [asdict(row) for row in rows]}
+
+    return {
+        "supervisord": part(status.processes),
+        "queues": part(status.queues),
+        "workers": part(status.workers),
+    }

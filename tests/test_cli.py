@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -139,6 +140,24 @@ def test_submit_refuses_unknown_task_and_bad_payload(redis_server: RedisServer, 
     for done in (unknown, bad, extra, not_json, too_long):
         assert done.stdout == "" and "Traceback" not in done.stderr
     assert redis.keys("rq:*") == []
+
+
+def test_submit_wait_timeout_leaves_the_job_alone(redis_server: RedisServer, redis: Redis) -> None:
+    """`--wait-timeout` gives up waiting with exit 4 and says so; the job stays queued."""
+    done = postal(
+        child_env(redis_server.url),
+        "submit",
+        "message",
+        "--payload",
+        '{"message": "nobody serves me"}',
+        "--wait",
+        "--wait-timeout",
+        "1",
+    )
+    assert done.returncode == 4, done.stderr
+    job_id = done.stdout.strip()
+    assert done.stderr.splitlines()[-1] == f"Error: job {job_id} is still queued after 1.0 s; it goes on"
+    assert Queue("default", connection=redis).get_job_ids() == [job_id]
 
 
 def test_failed_groups_by_task_and_exception(
@@ -295,6 +314,13 @@ def test_status_without_supervisord(redis_server: RedisServer, redis: Redis, tmp
     assert sections[1].splitlines()[0].split() == ["queues:"]
     assert sections[1].splitlines()[2].split() == ["high", "0", "0", "0", "0"]
     assert sections[2].splitlines() == ["workers:", "WORKER  STATE  CURRENT JOB  HOST  QUEUES", "(none)"]
+    (tmp_path / "var").mkdir()
+    stale = tmp_path / "var" / "supervisor.sock"  # left behind by a supervisord that was killed
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(stale))
+    done = postal(child_env(redis_server.url), "status", "-c", str(tmp_path / "supervisord.conf"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"supervisord: supervisord is not running (nothing listens on {stale})\n")
 
 
 def test_redis_unreachable_is_one_line_exit_3(tmp_path: Path) -> None:
