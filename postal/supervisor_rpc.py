@@ -51,7 +51,7 @@ def server(config: Path) -> Server:
     """The unix socket (and supervisorctl's credentials, if any) that `config` names."""
     parser = UnhosedConfigParser()
     if not parser.read(str(config)):
-        raise SupervisorUnavailable(f"cannot read {config}")
+        raise SupervisorUnavailable(f"cannot read {config} (give the path with -c)")
     parser.expansions = {f"ENV_{key}": value for key, value in os.environ.items()}
     here = str(config.resolve().parent)
     try:
