@@ -7,7 +7,10 @@ write to Redis can make a worker execute code by unpickling it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from redis import Redis
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from tasks.settings import Settings
@@ -27,3 +30,20 @@ def redis_client(settings: Settings) -> Redis:
         socket_connect_timeout=settings.redis_connect_timeout,
         health_check_interval=30,
     )
+
+
+@dataclass(frozen=True)
+class Postal:
+    """A handle on postal's Redis: settings, one client, one `Queue` per configured name.
+
+    The API keeps one in `app.extensions` (web/state.py); the `postal` command makes its own.
+    """
+
+    settings: Settings
+    redis: Redis
+    queues: dict[str, Queue]
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis) -> Postal:
+        queues = {name: Queue(name, connection=redis, serializer=SERIALIZER) for name in settings.queues}
+        return cls(settings=settings, redis=redis, queues=queues)

@@ -1,8 +1,9 @@
 """The one JSON error path: every failure answers `{"error": {"code", "message", "details"}}`.
 
-Handlers here turn `ApiError`, Werkzeug's `HTTPException`s (404, 405, 413 ...), and Redis
-connection trouble into JSON with the right status, and anything unexpected into a logged 500
-that still speaks JSON. Views raise; they never build error responses themselves.
+Handlers here turn `ApiError` (and a refused submission's `SubmissionError`), Werkzeug's
+`HTTPException`s (404, 405, 413 ...), and Redis connection trouble into JSON with the right
+status, and anything unexpected into a logged 500 that still speaks JSON. Views raise; they
+never build error responses themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from flask import Flask, Response, jsonify
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from tasks.submission import SubmissionError
 
 log = logging.getLogger("postal.web")
 
@@ -45,7 +48,8 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers on `app` (called by the app factory)."""
 
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> tuple[Response, int]:
+    @app.errorhandler(SubmissionError)  # a refused submission (tasks/submission.py) speaks the same shape
+    def _api_error(exc: ApiError | SubmissionError) -> tuple[Response, int]:
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)

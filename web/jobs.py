@@ -13,11 +13,11 @@ from rq.job import Job, JobStatus
 
 from tasks.connection import SERIALIZER
 from tasks.retries import restore_budget
+from tasks.submission import JOB_ID_PATTERN, enqueue, parse_submission
 from web.body import json_object
 from web.errors import ApiError
 from web.listing import list_jobs, parse_query
 from web.state import Postal, postal
-from web.submit import JOB_ID_PATTERN, enqueue, parse_submission
 from web.views import job_detail, job_summary
 
 bp = Blueprint("jobs", __name__)

@@ -1,5 +1,5 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document built from the same models that validate
-requests (tasks.models, web.submit), so the schema cannot drift from what the API accepts."""
+requests (tasks.models, tasks.submission), so the schema cannot drift from what the API accepts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from tasks.registry import TASKS
+from tasks.submission import SubmitOptions
 from web.ops import VERSION
-from web.submit import SubmitOptions
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"

@@ -1,29 +1,11 @@
-"""What the app keeps between requests: settings, one Redis client, one `Queue` per name."""
+"""What the app keeps between requests: `tasks.connection.Postal` (settings, one Redis client,
+one `Queue` per name), stored in `app.extensions` by `create_app`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import current_app
-from redis import Redis
-from rq import Queue
 
-from tasks.connection import SERIALIZER
-from tasks.settings import Settings
-
-
-@dataclass(frozen=True)
-class Postal:
-    """The app's handle on Redis; made once by `create_app`, stored in `app.extensions`."""
-
-    settings: Settings
-    redis: Redis
-    queues: dict[str, Queue]
-
-    @classmethod
-    def build(cls, settings: Settings, redis: Redis) -> Postal:
-        queues = {name: Queue(name, connection=redis, serializer=SERIALIZER) for name in settings.queues}
-        return cls(settings=settings, redis=redis, queues=queues)
+from tasks.connection import Postal as Postal  # re-exported: the views import it from here
 
 
 def postal() -> Postal:

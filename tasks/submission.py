@@ -1,9 +1,11 @@
 """Turning validated requests into RQ jobs: one pipeline per request, idempotent by job id.
 
-A submission is validated in full (envelope, task, payload, options) before anything is
-written, so a bad entry in a batch enqueues nothing. Jobs with a caller-chosen `job_id` are
-created under WATCH on their keys: a concurrent submit of the same id makes the transaction
-retry and then see the existing job, so an id never names two jobs.
+Shared by the API (web/jobs.py) and the `postal submit` command, so both accept and refuse
+exactly the same submissions; nothing here imports Flask. A submission is validated in full
+(envelope, task, payload, options) before anything is written, so a bad entry in a batch
+enqueues nothing. Jobs with a caller-chosen `job_id` are created under WATCH on their keys:
+a concurrent submit of the same id makes the transaction retry and then see the existing job,
+so an id never names two jobs.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ from redis.exceptions import WatchError
 from rq import Retry
 from rq.job import Job
 
-from tasks.connection import SERIALIZER
+from tasks.connection import SERIALIZER, Postal
 from tasks.registry import TaskSpec, UnknownTask, get_task
 from tasks.retries import MAX_RETRIES
-from web.errors import ApiError
-from web.state import Postal
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_DELAY_S = 30 * 24 * 3600
 WATCH_ATTEMPTS = 5
+
+
+class SubmissionError(Exception):
+    """Raised when a submission is refused: the HTTP status the API answers with, a machine
+    code, a message for people and per-field details (the API's error body, web/errors.py)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
 
 
 class SubmitOptions(BaseModel):
@@ -79,25 +91,25 @@ def parse_submission(body: Any, state: Postal, prefix: tuple[str | int, ...] = (
     try:
         request = SubmitRequest.model_validate(body)
     except ValidationError as exc:
-        raise ApiError(
+        raise SubmissionError(
             422, "invalid_request", "request does not match the schema", validation_details(exc, prefix)
         ) from None
     try:
         spec = get_task(request.task)
     except UnknownTask as exc:
-        raise ApiError(
+        raise SubmissionError(
             422, "unknown_task", str(exc), [{"loc": [*prefix, "task"], "message": str(exc)}]
         ) from None
     queue = request.options.queue or spec.queue
     if queue not in state.queues:
         message = f"unknown queue {queue!r}; known queues: {', '.join(state.queues)}"
-        raise ApiError(
+        raise SubmissionError(
             422, "unknown_queue", message, [{"loc": [*prefix, "options", "queue"], "message": message}]
         )
     try:
         payload = spec.payload_model.model_validate(request.payload)
     except ValidationError as exc:
-        raise ApiError(
+        raise SubmissionError(
             422,
             "invalid_payload",
             f"payload is not valid for task {spec.name!r}",
@@ -106,7 +118,7 @@ def parse_submission(body: Any, state: Postal, prefix: tuple[str | int, ...] = (
     timeout_s = request.options.timeout_s or spec.timeout_s
     if timeout_s > spec.timeout_s:
         message = f"timeout_s may not exceed task {spec.name!r}'s timeout of {spec.timeout_s} s"
-        raise ApiError(
+        raise SubmissionError(
             422, "invalid_request", message, [{"loc": [*prefix, "options", "timeout_s"], "message": message}]
         )
     return Submission(
@@ -154,7 +166,7 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
     """
     ids = [s.job_id for s in subs if s.job_id]
     if len(ids) != len(set(ids)):
-        raise ApiError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")
+        raise SubmissionError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")
     keys = [Job.key_for(job_id) for job_id in ids]
     with state.redis.pipeline() as pipe:
         for _ in range(WATCH_ATTEMPTS):
@@ -184,7 +196,9 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
                 pipe.reset()
                 continue
         else:
-            raise ApiError(409, "conflict", "job ids were being created concurrently; retry the request")
+            raise SubmissionError(
+                409, "conflict", "job ids were being created concurrently; retry the request"
+            )
     existing_jobs = iter(
         Job.fetch_many(
             [s.job_id for s, j in zip(subs, created, strict=True) if j is None and s.job_id],
@@ -199,6 +213,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
             continue
         found = next(existing_jobs)
         if found is None:  # it expired between our check and this read
-            raise ApiError(409, "conflict", "a job with that job_id expired while this request ran; retry it")
+            raise SubmissionError(
+                409, "conflict", "a job with that job_id expired while this request ran; retry it"
+            )
         results.append((found, False))
     return results
