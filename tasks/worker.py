@@ -275,20 +275,26 @@ class PostalWorker(Worker):
     # -- fewer Redis commands per job --------------------------------------------------------
 
     def prepare_execution(self, job: Job) -> Execution:
-        """RQ's (rq/executions.py, `prepare_execution`), with the id dropped from this worker's
-        in-hand list in the same transaction: from then on the started registry answers for it."""
+        """RQ's (rq/executions.py, `prepare_execution`) and what RQ's horse then does first
+        (rq/worker/base.py, `prepare_job_execution`), in one transaction, together with dropping
+        the id from this worker's in-hand list: from then on the started registry answers for it.
+        One round trip instead of three, and one heartbeat instead of two."""
         with self.connection.pipeline() as pipeline:
             ttl = self.get_heartbeat_ttl(job)
             execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
             self.executions[execution.id] = execution
             self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
             pipeline.lrem(self._in_hand_key, 1, job.id)
+            self.heartbeat(ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)  # status, started_at, worker
+            pipeline.persist(job.key)
             pipeline.execute()
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """RQ's, never touching RQ's intermediate list: tasks.dequeue does not use it."""
-        super().prepare_job_execution(job, remove_from_intermediate_queue=False)
+        """In the horse: nothing left to write, the worker's `prepare_execution` did it (and
+        tasks.dequeue never uses RQ's intermediate list)."""
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's, skipped when one went out less than HEARTBEAT_EVERY_S ago and no pipeline is given.
