@@ -15,7 +15,7 @@ from redis import Redis
 from rq import Worker
 
 from tests.jobwait import submit, wait_job
-from tests.procs import ROOT, RedisServer, wait_for
+from tests.procs import BIN, ROOT, RedisServer, wait_for
 from tests.workerhost import CONFIG, running_worker_host
 
 UNIT = ROOT / "deploy" / "postal-supervisord.service"
@@ -128,3 +128,30 @@ def test_worker_only_config_runs_jobs(
         assert {v["worker"] for v in views} <= names
         logs = sorted(p.name for p in (host.root / "var" / "log").glob("*.log"))
         assert {"supervisord.log", "worker-00.log", "worker-01.log"} <= set(logs), logs
+
+
+@pytest.mark.slow
+def test_worker_host_is_managed_like_the_api_host(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    """On a worker host, `supervisorctl status` and `rolling-restart --no-api` run from the
+    checkout with no -c reach the worker-only supervisord (same var/ socket)."""
+    with running_worker_host(redis_server.url, tmp_path, workers=1) as host:
+        wait_for(lambda: len(Worker.all(connection=redis)) == 1, 30, "the worker to register", interval=0.2)
+
+        def status() -> str:
+            ctl = [str(BIN / "supervisorctl"), "status"]
+            return subprocess.run(ctl, cwd=host.root, capture_output=True, text=True, timeout=60).stdout
+
+        # registered in Redis can precede RUNNING in supervisord (startsecs): wait for the latter
+        wait_for(
+            lambda: "worker:worker-00 " in (s := status()) and "RUNNING" in s, 30, "RUNNING", interval=0.2
+        )
+        restart = subprocess.run(
+            [str(BIN / "python"), "-m", "postal.rolling_restart", "--root", str(host.root), "--no-api"],
+            env=host.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert restart.returncode == 0 and "[1/1] worker:worker-00" in restart.stdout, restart

@@ -27,6 +27,7 @@ class WorkerHost:
 
     root: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str]
 
     def logs(self) -> str:
         return "\n".join(
@@ -44,6 +45,8 @@ def running_worker_host(
     (root / "deploy").mkdir(parents=True)
     (root / "var" / "log").mkdir(parents=True)
     shutil.copy(CONFIG, root / "deploy" / CONFIG.name)
+    # a checkout has both; supervisorctl and rolling-restart read supervisord.conf's socket
+    shutil.copy(ROOT / "supervisord.conf", root / "supervisord.conf")
     env = child_env(redis_url, WORKERS=str(workers), **env_extra)
     # as README tells worker hosts: the venv's bin first, so supervisord finds `rq`
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
@@ -55,7 +58,7 @@ def running_worker_host(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    host = WorkerHost(root=root, proc=proc)
+    host = WorkerHost(root=root, proc=proc, env=env)
     try:
         yield host
     except BaseException:
