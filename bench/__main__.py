@@ -7,8 +7,11 @@ stopped by PID before exit, and the temp dir is removed, also on error or Ctrl-C
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -42,6 +45,23 @@ def parse_cpu(pages: dict[str, bytes], repeats: int = 5) -> list[float]:
     return per_page
 
 
+def horse_import_s(repeats: int = 3) -> float:
+    """Seconds to import `tasks.pages` (bs4, lxml, regex, pydantic models) in a fresh interpreter
+    that has the worker's modules already loaded, as a forked work horse has: what each
+    `fetch_page` job pays before parsing when its worker never imported the task itself."""
+    code = (
+        "import time, rq.worker, tasks.worker; t = time.perf_counter(); import tasks.pages; "
+        "print(time.perf_counter() - t)"
+    )
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        times.append(float(out.stdout))
+    return statistics.median(times)
+
+
 def _size(redis: Redis, pools: list[Pool], kind: JobKind, args: argparse.Namespace) -> int:
     """How many jobs make one drain last about `--drain-seconds` on this machine now: a short
     probe drain per pool (which also warms the workers up) gives the rate."""
@@ -67,6 +87,7 @@ def run(args: argparse.Namespace) -> Results:
         results.page_bytes = statistics.mean(len(b) for b in pages.values())
         _log("parse CPU per page (in-process)")
         results.parse_cpu_s = parse_cpu(pages)
+        results.horse_import_s = horse_import_s()
 
         _log(f"API: {rounds} rounds of {args.api_seconds} s per route through gunicorn")
         results.api = measure_api(started, redis_url, rounds, args.api_seconds)
@@ -134,6 +155,7 @@ def main() -> None:
     start = time.monotonic()
     results = run(args)
     results.wall_s = time.monotonic() - start
+    results.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     write_report(results, args.out)
     _log(f"done in {results.wall_s:.0f} s; wrote {args.out / 'BENCHMARKS.md'}")
 

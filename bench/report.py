@@ -29,6 +29,7 @@ class Results:
     api: ApiRuns | None = None
     parse_cpu_s: list[float] = field(default_factory=list)
     page_bytes: float = 0.0
+    horse_import_s: float = 0.0
     drains: dict[tuple[str, str], list[Drain]] = field(default_factory=dict)
     scaling: dict[tuple[str, int], list[Drain]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -143,6 +144,9 @@ def sections(results: Results) -> list[str]:
                 + ", ".join(f"{t * 1000:.1f}" for t in results.parse_cpu_s)
                 + f" ms), so the CPU limit is {os.cpu_count()} cores / {per_page * 1000:.1f} ms = "
                 f"**{limit:,.0f} pages/s**{share}.",
+                f"- Importing `tasks.pages` in a fresh interpreter that already holds the worker's modules "
+                f"(what a forked work horse does if its worker never imported the task): "
+                f"**{results.horse_import_s * 1000:.0f} ms**.",
                 "- `sleep` = 50 ms `time.sleep`: ideal for 2 workers is 40 jobs/s.",
             ]
         out += [""]
