@@ -24,7 +24,7 @@ from bench.machine import describe
 from bench.pages import PageServer, make_pages
 from bench.procs import ROOT, Started, start_redis
 from bench.report import Results, write_report
-from bench.workers import JobKind, Pool, drain, start_pool
+from bench.workers import Drain, JobKind, Pool, drain, start_pool
 
 COMMAND = "make bench"
 
@@ -68,6 +68,11 @@ def _size(redis: Redis, pools: list[Pool], kind: JobKind, args: argparse.Namespa
     probe = max(args.min_jobs // 2, 4 * len(pools[0].procs))
     rate = statistics.mean(drain(redis, pool, kind, probe).rate for pool in pools)
     return int(min(args.max_jobs, max(args.min_jobs, rate * args.drain_seconds)))
+
+
+def _log_failures(outcome: Drain) -> None:
+    for reason, count in outcome.failures.items():
+        _log(f"    {count} failed: {reason}")
 
 
 def _log(message: str) -> None:
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> Results:
                         outcome = drain(redis, pools[setup], kind, count)
                         results.drains.setdefault((name, setup), []).append(outcome)
                         _log(f"  {name:5} {setup:6} round {r + 1}: {count} jobs, {outcome.rate:8.1f} jobs/s")
+                        _log_failures(outcome)
             for pool in pools.values():
                 started.stop(pool.procs)
 
@@ -130,6 +136,7 @@ def run(args: argparse.Namespace) -> Results:
                         outcome = drain(redis, pool, kind, count)
                         results.scaling.setdefault((kind.name, workers), []).append(outcome)
                         _log(f"  {kind.name} x{workers:2}: {count} jobs, {outcome.rate:7.1f} jobs/s")
+                        _log_failures(outcome)
                 started.stop(pool.procs)
         redis.close()
     finally:

@@ -129,6 +129,17 @@ def sections(results: Results) -> list[str]:
                 ]
             )
         out += _table(["job", "N", "postal jobs/s", "stock jobs/s", "postal / stock", "failed"], rows)
+        reasons: dict[tuple[str, str, str], int] = {}
+        for (name, setup), drains in results.drains.items():
+            for d in drains:
+                for reason, count in d.failures.items():
+                    reasons[(name, setup, reason)] = reasons.get((name, setup, reason), 0) + count
+        if reasons:
+            out += [
+                "",
+                "Failed jobs (finished or failed both end a drain): "
+                + "; ".join(f"{n}/{s}: {c} x `{r}`" for (n, s, r), c in sorted(reasons.items())),
+            ]
         if results.parse_cpu_s:
             per_page, limit = _cpu_limit(results)
             parse = results.drains.get(("parse", "postal"))

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 from redis import Redis
 from rq import Queue, Worker
+from rq.job import Job
 from rq.utils import now
 
 from bench.procs import BIN, Started, bench_env, wait_for
@@ -54,6 +55,7 @@ class Drain:
     by_command: dict[str, int]
     rss_main_mb: float  # largest worker-process RSS seen
     rss_children_mb: float  # largest RSS of one worker's children (horse, scheduler) together
+    failures: dict[str, int] = field(default_factory=dict)  # last line of each failed job's error
 
     @property
     def rate(self) -> float:
@@ -121,6 +123,19 @@ def _calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+def _failures(redis: Redis, queue: Queue) -> dict[str, int]:
+    """Why the jobs in `queue`'s failed registry failed: their error's last line, counted."""
+    reasons: dict[str, int] = {}
+    for job in Job.fetch_many(
+        queue.failed_job_registry.get_job_ids(), connection=redis, serializer=SERIALIZER
+    ):
+        result = job.latest_result() if job else None
+        text = (result.exc_string if result else None) or "unknown"
+        line = text.strip().splitlines()[-1][:200] if text.strip() else "unknown"
+        reasons[line] = reasons.get(line, 0) + 1
+    return reasons
+
+
 def drain(redis: Redis, pool: Pool, kind: JobKind, count: int, timeout: float = 300) -> Drain:
     """Time `pool` working off `count` jobs of `kind` (see the module docstring)."""
     queue = Queue(pool.queue, connection=redis, serializer=SERIALIZER)
@@ -161,6 +176,7 @@ def drain(redis: Redis, pool: Pool, kind: JobKind, count: int, timeout: float = 
             next_rss = time.perf_counter() + RSS_EVERY_S
         time.sleep(POLL_S)
     calls = _calls(redis)
+    failures = _failures(redis, queue) if n_failed else {}
     calls["zcard"] = calls.get("zcard", 0) - 2 * polls
     calls["rpush"] = calls.get("rpush", 0) - 1
     calls = {k: v for k, v in calls.items() if v > 0 and k not in ("info", "config|resetstat")}
@@ -172,4 +188,5 @@ def drain(redis: Redis, pool: Pool, kind: JobKind, count: int, timeout: float = 
         by_command=calls,
         rss_main_mb=rss_main,
         rss_children_mb=rss_children,
+        failures=failures,
     )
