@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install system-packages run stop status test test-all lint typecheck check lock clean
+.PHONY: help install system-packages run stop status test test-all lint typecheck check lock clean bench
 
 help:
 	@echo "make run       start Redis, the API and the workers under supervisord"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-all  the suite including slow tests"
 	@echo "make lint      ruff lint + format check;  make typecheck: mypy --strict"
 	@echo "make lock      re-pin constraints.txt from the current virtualenv"
+	@echo "make bench     benchmarks (~5-10 min): prints a table, writes docs/BENCHMARKS.md"
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,16 @@ check: lint typecheck test
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^postal' > constraints.txt
+
+# Benchmarks (bench/): their own Redis, gunicorn and workers; writes docs/BENCHMARKS.md + chart.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Retry
 from rq.job import Job
+from rq.utils import now as rq_now
 
 from tasks.connection import SERIALIZER, Postal
 from tasks.registry import TaskSpec, UnknownTask, get_task
@@ -158,6 +160,27 @@ def _create(state: Postal, sub: Submission) -> Job:
     )
 
 
+def _save_queued(job: Job, pipe: Pipeline) -> None:
+    """Write a new job's hash as queued: what `Queue.enqueue_job` writes for a job without
+    dependencies or rate limit, in one HSET instead of its SADD + HSET status + HSET + RPUSH
+    (rq/queue.py, `_enqueue_async_job` -> `_prepare_for_queue`, `_persist_job`, `push_job_id`).
+
+    `create_job` already set `origin` and status queued; `timeout` comes from the task spec,
+    never RQ's default; `cleanup(ttl=None)` writes nothing. `_push` adds the queue entries.
+    """
+    job.enqueued_at = rq_now()
+    job.save(pipeline=pipe)
+
+
+def _push(state: Postal, ready: dict[str, list[str]], pipe: Pipeline) -> None:
+    """One RPUSH per queue with every new job id in submission order, and the queue in RQ's
+    set of known queues (`Queue.redis_queues_keys`, which `Queue.all` and `rq info` read)."""
+    for name, job_ids in ready.items():
+        queue = state.queues[name]
+        pipe.sadd(queue.redis_queues_keys, queue.key)
+        pipe.rpush(queue.key, *job_ids)
+
+
 def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
     """Write every submission in one transaction; return each job and whether it is new.
 
@@ -177,19 +200,21 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
                     existing = {job_id for job_id, key in zip(ids, keys, strict=True) if pipe.exists(key)}
                 pipe.multi()
                 created: list[Job | None] = []
+                ready: dict[str, list[str]] = {}
                 for sub in subs:
                     if sub.job_id in existing:
                         created.append(None)
                         continue
                     job = _create(state, sub)
-                    queue = state.queues[sub.queue]
                     if sub.delay_s:
-                        queue.schedule_job(
+                        state.queues[sub.queue].schedule_job(
                             job, datetime.now(UTC) + timedelta(seconds=sub.delay_s), pipeline=pipe
                         )
                     else:
-                        queue.enqueue_job(job, pipeline=pipe)
+                        _save_queued(job, pipe)
+                        ready.setdefault(sub.queue, []).append(job.id)
                     created.append(job)
+                _push(state, ready, pipe)
                 pipe.execute()
                 break
             except WatchError:

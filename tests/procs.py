@@ -6,9 +6,7 @@ it forked (RQ's work horses call setpgrp, so a process-group kill would miss the
 
 from __future__ import annotations
 
-import configparser
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -20,20 +18,14 @@ from pathlib import Path
 import psutil
 from redis import Redis
 
+from postal.worker_command import worker_args
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _worker_args() -> tuple[str, ...]:
-    """The worker command line of supervisord.conf (after `rq`): tests run exactly what ships."""
-    config = configparser.RawConfigParser()
-    config.read(ROOT / "supervisord.conf")
-    program, *args = shlex.split(config.get("program:worker", "command"))
-    assert program == "rq", program
-    return tuple(args)
-
-
-WORKER_ARGS = _worker_args()
+# The worker command line of supervisord.conf (after `rq`): tests run exactly what ships.
+WORKER_ARGS = worker_args()
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from rq.job import Job, JobStatus
 
 from tasks.connection import SERIALIZER
 from tasks.retries import restore_budget
-from tasks.submission import JOB_ID_PATTERN, enqueue, parse_submission
+from tasks.submission import JOB_ID_PATTERN, Submission, SubmissionError, enqueue, parse_submission
 from web.body import json_object
 from web.errors import ApiError
 from web.listing import list_jobs, parse_query
@@ -51,6 +51,37 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     return _accepted(job, created)
 
 
+def _parse_batch(entries: list[Any], state: Postal) -> list[Submission]:
+    """Validate every entry before anything is written, and report every bad one at once: a
+    client fixing a batch of 1,000 should not learn about its errors one request at a time.
+
+    The error's code is the entries' code when they share one (`invalid_payload`, ...), else
+    `invalid_batch`; each detail carries its entry's code and a `loc` starting `["jobs", i]`.
+    """
+    subs: list[Submission] = []
+    failed: list[SubmissionError] = []
+    for index, entry in enumerate(entries):
+        try:
+            subs.append(parse_submission(entry, state, ("jobs", index)))
+        except SubmissionError as exc:
+            failed.append(exc)
+    if not failed:
+        return subs
+    codes = {exc.code for exc in failed}
+    details = [
+        {**detail, "code": exc.code}
+        for exc in failed
+        for detail in (exc.details or [{"message": exc.message}])
+    ]
+    raise ApiError(
+        422,
+        codes.pop() if len(codes) == 1 else "invalid_batch",
+        f"{len(failed)} of {len(entries)} entries are invalid, nothing was enqueued; "
+        f"the first: {failed[0].message}",
+        details,
+    )
+
+
 @bp.post("/jobs/batch")
 def submit_batch() -> tuple[Response, int]:
     """Validate every entry, then enqueue them all in one Redis transaction (all or nothing)."""
@@ -67,7 +98,7 @@ def submit_batch() -> tuple[Response, int]:
             "batch_too_large",
             f"a batch holds at most {state.settings.max_batch} jobs, got {len(entries)}",
         )
-    subs = [parse_submission(entry, state, ("jobs", index)) for index, entry in enumerate(entries)]
+    subs = _parse_batch(entries, state)
     results = enqueue(state, subs)
     jobs = [{**job_summary(job), "created": created} for job, created in results]
     return jsonify(jobs=jobs, count=len(jobs), created=sum(created for _, created in results)), 202
