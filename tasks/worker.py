@@ -24,8 +24,10 @@ from typing import Any
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
+from tasks import events
 from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
 from tasks.node import node_id
@@ -93,7 +95,30 @@ class PostalWorker(Worker):
         here on the started registry answers for it."""
         execution = super().prepare_execution(job)
         self.connection.lrem(self._in_hand_key, 1, job.id)
+        events.started(job, self.name)
         return execution
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        """RQ's, then the `finished` event and metrics (tasks.events; runs in the work horse)."""
+        timing = events.Timing.of(job)
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        events.ended(job, "finished", timing, self.name)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        """RQ's retry-or-fail, then the `retried`/`failed`/`stopped` event and metrics. Timing is
+        taken first: a retry re-enqueues the job, which resets `enqueued_at`."""
+        timing = events.Timing.of(job)
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        events.ended(job, events.outcome_after_failure(job), timing, self.name)
 
     def register_death(self) -> None:
         """RQ's, after returning anything still in hand (normally nothing) to its queue."""
@@ -157,3 +182,4 @@ class PostalWorker(Worker):
         if not job.retries_left:
             mark_exhausted(job)
         job.save_meta()  # type: ignore[no-untyped-call]  # rq 3.0 leaves save_meta unannotated
+        events.abandoned(job, f"the work horse died ({reason})", settled_by_rq=False, worker=self.name)
