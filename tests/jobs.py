@@ -17,3 +17,15 @@ def counted(sleep_s: float = 0.0) -> str:
     job.connection.hincrby(RUNS_KEY, job.id, 1)
     time.sleep(sleep_s)
     return job.id
+
+
+def fails(message: str = "boom") -> None:
+    """Raise an error postal does not retry (a bug, as far as it knows): the job fails at once."""
+    raise ValueError(message)
+
+
+def flaky(message: str = "try again") -> None:
+    """Raise a transient error: the job is retried while its `Retry` allows."""
+    from tasks.errors import TransientError
+
+    raise TransientError(message)
