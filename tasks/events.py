@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,12 +41,13 @@ from tasks.registry import task_for_func
 log = logging.getLogger("postal.events")
 _problems = logging.getLogger("postal.metrics")
 _configured = False
+_configure_lock = threading.Lock()  # gunicorn's threads may log their first event together
 
 # What RQ left the job's status at after `handle_job_failure` -> the event it means.
 _FAILURE_OUTCOMES = {
-    JobStatus.QUEUED: "retried",
-    JobStatus.SCHEDULED: "retried",
-    JobStatus.STOPPED: "stopped",
+    JobStatus.QUEUED.value: "retried",
+    JobStatus.SCHEDULED.value: "retried",
+    JobStatus.STOPPED.value: "stopped",
 }
 _WARNING_EVENTS = {"failed", "abandoned"}
 
@@ -63,14 +65,15 @@ def _configure() -> None:
     gunicorn's logging setups cover other loggers, and an event line must never be dropped by
     a level or doubled by propagation."""
     global _configured
-    if _configured:
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    _configured = True
+    with _configure_lock:
+        if _configured:
+            return
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        _configured = True
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -173,7 +176,8 @@ def started(job: Job, worker: str) -> None:
 
 def outcome_after_failure(job: Job) -> str:
     """What RQ's `handle_job_failure` did with the job, read from the status it left."""
-    return _FAILURE_OUTCOMES.get(JobStatus(job.get_status(refresh=False)), "failed")
+    status = job.get_status(refresh=False)
+    return _FAILURE_OUTCOMES.get(str(getattr(status, "value", status)), "failed")
 
 
 def ended(job: Job, outcome: str, timing: Timing, worker: str | None = None) -> None:

@@ -97,3 +97,22 @@ def test_dead_workers_job_is_logged_abandoned_by_the_peer_that_recovers_it(
         assert value(samples, f"postal_jobs_{counter}_total", task="message") == expected, counter
     assert histogram(samples, "postal_job_duration_seconds", task="message")["count"] == 1
     assert histogram(samples, "postal_job_queue_wait_seconds", task="message")["count"] == 2
+
+
+def test_stopped_job_is_logged_stopped_not_failed(
+    client: FlaskClient, workers: Workers, redis: Redis
+) -> None:
+    """A running job stopped through the API: a `stopped` line and counter, no failure, no retry."""
+    workers.start(1)
+    job_id = submit(client, "message", {"message": "long", "delay_s": 30})["id"]
+    _running(client, redis, job_id)
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    wait_job(client, job_id, {"stopped"}, timeout=30)
+
+    wait_for(
+        lambda: of_job(event_lines(workers.logs()), job_id)[-1:] == [("stopped", 1)], 10, "the stopped line"
+    )
+    assert of_job(event_lines(workers.logs()), job_id) == [("started", 1), ("stopped", 1)]
+    samples = scrape(client)
+    for counter, expected in (("stopped", 1), ("failed", 0), ("retried", 0), ("abandoned", 0)):
+        assert value(samples, f"postal_jobs_{counter}_total", task="message") == expected, counter
