@@ -142,20 +142,20 @@ def _fields(job: Job) -> dict[str, Any]:
 
 
 def enqueued(redis: Redis, jobs: Sequence[Job], seconds: float, request_id: str | None = None) -> None:
-    """After the API wrote a request's new `jobs` in `seconds`: one line per job, the
-    per-task counts and the latency, in one pipeline."""
+    """After the API wrote a request's new `jobs` in `seconds`: the per-task counts and the
+    latency in one MULTI, then one line per job."""
     try:
+        described = [_fields(job) for job in jobs]
         per_task: dict[str, int] = {}
-        for job in jobs:
-            fields = _fields(job)
+        for fields in described:
             per_task[fields["task"]] = per_task.get(fields["task"], 0) + 1
-            status = job.get_status(refresh=False)
-            emit("enqueued", **fields, attempt=1, status=status, request_id=request_id)
         with redis.pipeline() as pipe:  # MULTI: a scrape never sees a bucket without its count
             for task, amount in per_task.items():
                 metrics.count(pipe, "enqueued", task, amount)
             metrics.observe(pipe, metrics.API_ENQUEUE, seconds)
             pipe.execute()
+        for job, fields in zip(jobs, described, strict=True):
+            emit("enqueued", **fields, attempt=1, status=job.get_status(refresh=False), request_id=request_id)
     except Exception:  # noqa: BLE001 - metrics must not turn an accepted request into an error
         _problems.exception("recording enqueued jobs failed")
 
@@ -181,12 +181,20 @@ def outcome_after_failure(job: Job) -> str:
 
 
 def ended(job: Job, outcome: str, timing: Timing, worker: str | None = None) -> None:
-    """An attempt ended (`finished`, `retried`, `failed`, `stopped`): its line, its outcome's
-    counter and its duration and queue-wait observations, in one pipeline."""
+    """An attempt ended (`finished`, `retried`, `failed`, `stopped`): its outcome's counter and
+    its duration and queue-wait observations in one MULTI, then its line (so whoever sees the
+    line can already read the numbers)."""
     try:
         fields = _fields(job)
+        with job.connection.pipeline() as pipe:  # MULTI: a scrape never sees half of it
+            metrics.count(pipe, outcome, fields["task"])
+            if timing.duration_s is not None:
+                metrics.observe(pipe, metrics.JOB_DURATION, timing.duration_s, fields["task"])
+            if timing.queue_wait_s is not None:
+                metrics.observe(pipe, metrics.QUEUE_WAIT, timing.queue_wait_s, fields["task"])
+            pipe.execute()
         errors = job.meta.get("errors") or []
-        error_recorded = outcome != "finished" and bool(errors) and outcome != "stopped"
+        error_recorded = outcome not in ("finished", "stopped") and bool(errors)
         emit(
             outcome,
             **fields,
@@ -196,13 +204,6 @@ def ended(job: Job, outcome: str, timing: Timing, worker: str | None = None) -> 
             error=errors[-1].get("type") if error_recorded else None,
             worker=worker or job.worker_name,
         )
-        with job.connection.pipeline() as pipe:  # MULTI: a scrape never sees half of it
-            metrics.count(pipe, outcome, fields["task"])
-            if timing.duration_s is not None:
-                metrics.observe(pipe, metrics.JOB_DURATION, timing.duration_s, fields["task"])
-            if timing.queue_wait_s is not None:
-                metrics.observe(pipe, metrics.QUEUE_WAIT, timing.queue_wait_s, fields["task"])
-            pipe.execute()
     except Exception:  # noqa: BLE001 - observability must not break the job's bookkeeping
         _problems.exception("recording the end of job %s failed", job.id)
 
@@ -213,6 +214,9 @@ def abandoned(job: Job, reason: str, *, settled_by_rq: bool, worker: str | None 
     outcome is recorded here too; a killed horse's outcome comes from `handle_job_failure`."""
     try:
         fields = _fields(job)
+        with job.connection.pipeline() as pipe:
+            metrics.count(pipe, "abandoned", fields["task"])
+            pipe.execute()
         emit(
             "abandoned", **fields, attempt=attempt_of(job, error_recorded=True), reason=reason, worker=worker
         )
@@ -220,8 +224,5 @@ def abandoned(job: Job, reason: str, *, settled_by_rq: bool, worker: str | None 
             outcome = "retried" if job.retries_left and job.retries_left > 0 else "failed"
             # no duration: nobody saw the attempt end
             ended(job, outcome, Timing(None, _seconds(job.enqueued_at, job.started_at)), job.worker_name)
-        with job.connection.pipeline() as pipe:
-            metrics.count(pipe, "abandoned", fields["task"])
-            pipe.execute()
     except Exception:  # noqa: BLE001 - observability must not break the job's bookkeeping
         _problems.exception("recording abandoned job %s failed", job.id)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+FINAL = {"finished", "failed", "stopped"}
 
 
 def event_lines(text: str) -> list[dict[str, Any]]:
@@ -43,3 +45,21 @@ def api_events() -> Iterator[list[dict[str, Any]]]:
         yield handler.lines
     finally:
         logger.removeHandler(handler)
+
+
+def wait_ended(logs: Callable[[], str], job_ids: Iterable[str], timeout: float = 15) -> list[dict[str, Any]]:
+    """Wait until each job's last line in `logs()` is a final one (finished, failed, stopped).
+
+    Workers write a job's metrics and then its line just *after* RQ saved its status, so a test
+    that saw the status waits for the line before it reads either."""
+    from tests.procs import wait_for
+
+    wanted = list(job_ids)
+
+    def settled() -> list[dict[str, Any]] | None:
+        lines = event_lines(logs())
+        ends = {e["job_id"]: e["event"] for e in lines if e.get("job_id") in wanted}
+        return lines if all(ends.get(j) in FINAL for j in wanted) else None
+
+    found: list[dict[str, Any]] = wait_for(settled, timeout, f"the final lines of {wanted}")  # type: ignore[assignment]
+    return found

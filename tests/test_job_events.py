@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Worker
 
-from tests.events import event_lines, of_job
+from tests.events import of_job, wait_ended
 from tests.jobwait import submit, wait_job
 from tests.procs import Workers, wait_for
 from tests.test_metrics import histogram, scrape, value
@@ -47,7 +47,7 @@ def test_killed_horse_is_logged_abandoned_then_retried(
     horse.kill()
     wait_job(client, job_id, {"finished"}, timeout=30)
 
-    lines = event_lines(workers.logs())
+    lines = wait_ended(workers.logs, [job_id])
     assert of_job(lines, job_id) == [
         ("started", 1),
         ("abandoned", 1),
@@ -79,7 +79,7 @@ def test_dead_workers_job_is_logged_abandoned_by_the_peer_that_recovers_it(
     workers.start(1)  # recovers the dead worker's job at start
     wait_job(client, job_id, {"finished"}, timeout=30)
 
-    lines = event_lines(workers.logs())
+    lines = wait_ended(workers.logs, [job_id])
     assert of_job(lines, job_id) == [
         ("started", 1),
         ("abandoned", 1),
@@ -109,10 +109,7 @@ def test_stopped_job_is_logged_stopped_not_failed(
     assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
     wait_job(client, job_id, {"stopped"}, timeout=30)
 
-    wait_for(
-        lambda: of_job(event_lines(workers.logs()), job_id)[-1:] == [("stopped", 1)], 10, "the stopped line"
-    )
-    assert of_job(event_lines(workers.logs()), job_id) == [("started", 1), ("stopped", 1)]
+    assert of_job(wait_ended(workers.logs, [job_id]), job_id) == [("started", 1), ("stopped", 1)]
     samples = scrape(client)
     for counter, expected in (("stopped", 1), ("failed", 0), ("retried", 0), ("abandoned", 0)):
         assert value(samples, f"postal_jobs_{counter}_total", task="message") == expected, counter

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.events import event_lines, of_job
+from tests.events import event_lines, of_job, wait_ended
 from tests.procs import BIN, ROOT, RedisServer, wait_for
 from tests.stack import Stack, http_json, running_stack
 
@@ -57,8 +57,8 @@ def test_job_lines_and_access_lines_reach_supervisorctl_tail(
         first = post_message(stack, "one", "trace-0001")
         wait_finished(stack, first)
 
-        worker_tail = stack.ctl("tail", TAIL_BYTES, "worker:worker-00")
-        assert of_job(event_lines(worker_tail), first) == [("started", 1), ("finished", 1)], worker_tail
+        worker_tail = wait_ended(lambda: stack.ctl("tail", TAIL_BYTES, "worker:worker-00"), [first])
+        assert of_job(worker_tail, first) == [("started", 1), ("finished", 1)], worker_tail
         api_tail = str(
             wait_for(
                 lambda: "request_id=trace-0001" in (t := stack.ctl("tail", TAIL_BYTES, "api")) and t,

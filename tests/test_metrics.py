@@ -11,7 +11,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from tasks.connection import SERIALIZER
-from tests.events import api_events, event_lines, of_job
+from tests.events import api_events, of_job, wait_ended
 from tests.jobwait import submit, wait_job
 from tests.procs import Workers, wait_for
 
@@ -65,6 +65,7 @@ def test_metrics_count_known_work_exactly(client: FlaskClient, workers: Workers,
     flaky = default.enqueue("tests.jobs.flaky", retry=Retry(max=1))
     wait_rq_status(redis, broken, "failed")
     wait_rq_status(redis, flaky, "failed")
+    lines = wait_ended(workers.logs, [*done, broken.id, flaky.id])
 
     samples = scrape(client)
     assert value(samples, "postal_queue_depth", queue="low") == 2
@@ -106,7 +107,6 @@ def test_metrics_count_known_work_exactly(client: FlaskClient, workers: Workers,
     assert next(e for e in api_lines if e["job_id"] == later)["status"] == "scheduled"
 
     # the worker's lines: one per event, with the fields the README promises
-    lines = event_lines(workers.logs())
     for job_id in done:
         assert of_job(lines, job_id) == [("started", 1), ("finished", 1)]
     finished = next(e for e in lines if e["job_id"] == done[0] and e["event"] == "finished")
