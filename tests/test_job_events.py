@@ -13,7 +13,7 @@ from rq import Worker
 from tests.events import of_job, wait_ended
 from tests.jobwait import submit, wait_job
 from tests.procs import Workers, wait_for
-from tests.test_metrics import histogram, scrape, value
+from tests.prom import histogram, scrape, value
 
 
 def _horse(worker_pid: int) -> psutil.Process | None:
