@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rq.job import Job
 
+from tasks import events
 from tasks.connection import Postal
 from tasks.submission import SubmissionError, enqueue, parse_submission
 
@@ -31,7 +33,11 @@ def submit(
         key: value for key, value in {"queue": queue, "timeout_s": timeout_s}.items() if value is not None
     }
     body: dict[str, Any] = {"task": task, "payload": payload, "options": options}
-    [(job, _created)] = enqueue(state, [parse_submission(body, state)])
+    sub = parse_submission(body, state)
+    started = time.perf_counter()
+    [(job, created)] = enqueue(state, [sub])
+    # the same `enqueued` line and counters as an API submission (tasks.events)
+    events.enqueued(state.redis, [job] if created else [], time.perf_counter() - started)
     return job
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
+from tasks import events
 from tasks.errors import TransientError
 from tasks.retries import mark_exhausted
 
@@ -74,4 +75,6 @@ def record_failure(
         record["message"],
         "will retry" if job.retries_left else "no retry",
     )
+    if isinstance(exc_value, AbandonedJobError):  # RQ's registry cleanup settles it; no hook follows
+        events.abandoned(job, ABANDONED_MESSAGE, settled_by_rq=True)
     return True

@@ -35,10 +35,12 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.registry import StartedJobRegistry
 from rq.utils import now
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import logger as rq_worker_logger
 
+from tasks import events
 from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
 from tasks.horse import HorseGone, LineReader, WarmHorse, write_message
@@ -289,6 +291,7 @@ class PostalWorker(Worker):
             job.prepare_for_execution(self.name, pipeline=pipeline)  # status, started_at, worker
             pipeline.persist(job.key)
             pipeline.execute()
+        events.started(job, self.name)
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
@@ -329,6 +332,28 @@ class PostalWorker(Worker):
         if pipeline is None and state == self.get_state():
             return
         super().set_state(state, pipeline)
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        """RQ's, then the `finished` event and metrics (tasks.events; runs in the work horse)."""
+        timing = events.Timing.of(job)
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        events.ended(job, "finished", timing, self.name)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        """RQ's retry-or-fail, then the `retried`/`failed`/`stopped` event and metrics. Timing is
+        taken first: a retry re-enqueues the job, which resets `enqueued_at`."""
+        timing = events.Timing.of(job)
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        events.ended(job, events.outcome_after_failure(job), timing, self.name)
 
     def register_death(self) -> None:
         """RQ's, after returning anything still in hand (normally nothing) to its queue."""
@@ -386,3 +411,4 @@ class PostalWorker(Worker):
         if not job.retries_left:
             mark_exhausted(job)
         job.save_meta()  # type: ignore[no-untyped-call]  # rq 3.0 leaves save_meta unannotated
+        events.abandoned(job, f"the work horse died ({reason})", settled_by_rq=False, worker=self.name)

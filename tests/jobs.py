@@ -40,3 +40,15 @@ def leak(megabytes: int) -> int:
 
 
 _LEAKED: list[bytearray] = []
+
+
+def fails(message: str = "boom") -> None:
+    """Raise an error postal does not retry (a bug, as far as it knows): the job fails at once."""
+    raise ValueError(message)
+
+
+def flaky(message: str = "try again") -> None:
+    """Raise a transient error: the job is retried while its `Retry` allows."""
+    from tasks.errors import TransientError
+
+    raise TransientError(message)

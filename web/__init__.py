@@ -14,6 +14,7 @@ from tasks.settings import Settings
 from web.auth import install_auth
 from web.dashboard import mount_dashboard
 from web.errors import register_error_handlers
+from web.request_id import install_request_id
 from web.state import Postal
 
 
@@ -35,12 +36,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it; the base type does not
     app.extensions["postal"] = Postal.build(settings, redis_client(settings))
 
-    from web import jobs, openapi, ops  # imported here so that importing `web` stays cheap for tooling
+    # imported here so that importing `web` stays cheap for tooling
+    from web import jobs, metrics, openapi, ops
 
+    install_request_id(app)  # first, so even a request refused by auth gets an id
     install_auth(app, settings)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
     mount_dashboard(app, settings)
     register_error_handlers(app)
     if not app.debug:
