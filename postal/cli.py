@@ -9,6 +9,7 @@ passed before the job ended (it goes on).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,9 @@ class _Group(click.Group):
 def main() -> None:
     """postal's command line: submit and follow jobs, inspect and requeue failures, and see
     supervisord, the queues and the workers at once. Uses REDIS_URL and POSTAL_* like the API."""
+    # Job event lines (tasks.eventlog) are for the service logs; a terminal gets the tables.
+    # The events' counters in Redis are still written, so `postal submit` jobs are counted.
+    logging.getLogger("postal.events").disabled = True
 
 
 def _connect() -> Postal:

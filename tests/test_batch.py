@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from web.submit import _create, parse_submission
 
 from tasks.connection import SERIALIZER
+from tasks.submission import _create, parse_submission
 from tests.jobwait import wait_job
 from tests.procs import RedisServer, Workers, wait_for
 from tests.test_api_errors import error_of, queued_anything
