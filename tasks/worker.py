@@ -21,6 +21,8 @@ import signal
 import time
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
@@ -37,6 +39,10 @@ log = logging.getLogger("postal.worker")
 
 PR_SET_PDEATHSIG = 1
 HEARTBEAT_GRACE_S = 30
+# A failover or restart in progress. RQ's main loop lets these end the worker unless they come
+# from its dequeue (rq/worker/base.py, `work`); every other Redis call that loop makes is
+# wrapped below, so one worker process rides through a Sentinel failover.
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 RECOVERY_INTERVAL_S = 10.0
 
 
@@ -109,26 +115,69 @@ class PostalWorker(Worker):
         return int(interval) + HEARTBEAT_GRACE_S
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Restore an exhausted job's retry budget (it was requeued), then run it as RQ does."""
-        if restore_budget(job, self._postal_settings):
-            log.info("job %s was requeued after its retries ran out: budget restored", job.id)
-        super().execute_job(job, queue)
+        """Restore an exhausted job's retry budget (it was requeued), then run it as RQ does.
+
+        Redis unreachable while the job's state is written (a failover, a restart) is logged,
+        not fatal: RQ's loop would end the worker (rq/worker/base.py, `work`). The horse has
+        exited by then (heartbeats tolerate the error), so nothing runs behind RQ's back, and
+        whatever was not recorded is settled by recovery: an id left in hand goes back to its
+        queue, a started entry whose heartbeat lapses is retried (tasks.recovery)."""
+        try:
+            if restore_budget(job, self._postal_settings):
+                log.info("job %s was requeued after its retries ran out: budget restored", job.id)
+            super().execute_job(job, queue)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: job %s: Redis unreachable while recording it: %s", self.name, job.id, exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat; a direct one (not in a pipeline) that cannot reach Redis is skipped
+        rather than ending the worker, for the same reason as in `execute_job`."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: heartbeat skipped, Redis unreachable: %s", self.name, exc)
 
     def run_maintenance_tasks(self) -> None:
         """Recovery of dead workers' jobs and scheduler locks, then RQ's maintenance (which starts
-        this worker's scheduler if a lock is free)."""
+        this worker's scheduler if a lock is free); skipped while Redis is unreachable."""
         self._recover()
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: maintenance skipped, Redis unreachable: %s", self.name, exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check, skipped while Redis is unreachable (the dequeue that follows waits for
+        Redis with RQ's own backoff)."""
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: suspension check skipped, Redis unreachable: %s", self.name, exc)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
-        """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none)."""
-        super().maintain_heartbeats(job, execution)
+        """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none).
+
+        A heartbeat that cannot reach Redis (a failover or restart in progress) is skipped, not
+        fatal: RQ would let the error end the worker (rq/worker/base.py, `work`) while its horse
+        runs on; the next interval reaches the new master."""
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: job %s: heartbeat skipped, Redis unreachable: %s", self.name, job.id, exc)
+            return
         if time.monotonic() - self._last_recovery >= RECOVERY_INTERVAL_S:
             self._recover()
 
     def _recover(self) -> None:
         self._last_recovery = time.monotonic()
         try:
+            # Between jobs nothing is in this worker's own hand; an id still there was popped by
+            # a reply that never arrived, or the master that saw it started was lost in a
+            # failover before replicating that: it goes back to its queue.
+            return_in_hand(self.connection, self.name)
             recover_abandoned(self.connection, self.queues, self._exc_handlers)
             released = release_dead_scheduler_locks(self.connection, self.queues)
             scheduler = self.scheduler

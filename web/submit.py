@@ -21,6 +21,7 @@ from rq.job import Job
 from tasks.connection import SERIALIZER
 from tasks.registry import TaskSpec, UnknownTask, get_task
 from tasks.retries import MAX_RETRIES
+from web import replication
 from web.errors import ApiError
 from web.state import Postal
 
@@ -156,6 +157,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
     if len(ids) != len(set(ids)):
         raise ApiError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")
     keys = [Job.key_for(job_id) for job_id in ids]
+    replicas = state.settings.wait_replicas
+    marker = replication.new_marker() if replicas else None
     with state.redis.pipeline() as pipe:
         for _ in range(WATCH_ATTEMPTS):
             try:
@@ -178,6 +181,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
                     else:
                         queue.enqueue_job(job, pipeline=pipe)
                     created.append(job)
+                if marker is not None:
+                    replication.write_marker(pipe, marker)
                 pipe.execute()
                 break
             except WatchError:
@@ -185,6 +190,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
                 continue
         else:
             raise ApiError(409, "conflict", "job ids were being created concurrently; retry the request")
+    if marker is not None:
+        replication.confirm(state.redis, marker, replicas, state.settings.redis_wait_timeout)
     existing_jobs = iter(
         Job.fetch_many(
             [s.job_id for s, j in zip(subs, created, strict=True) if j is None and s.job_id],
