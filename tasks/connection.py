@@ -17,13 +17,48 @@ from typing import Any
 
 from redis import Redis, SSLConnection
 from redis.connection import parse_url
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.utils import SENTINEL
 from rq.serializers import JSONSerializer
 
 from tasks.settings import Settings
 
 SERIALIZER = JSONSerializer
 HEALTH_CHECK_INTERVAL_S = 30
+
+
+class _CleanReads:
+    """Drop the connection when a read is interrupted, as redis-py's plain `Connection` does.
+
+    `SentinelManagedConnection.read_response` defaults `disconnect_on_error` to False (the base
+    class: True; redis/sentinel.py vs redis/connection.py), so an exception raised mid-read by a
+    signal handler (RQ's warm shutdown raises StopRequested from SIGTERM, job timeouts raise from
+    SIGALRM) leaves the reply unread on a pooled connection, and the *next* command reads it:
+    a worker stopped during its blocking dequeue got the dequeue's nil as an LRANGE answer.
+    """
+
+    def read_response(
+        self,
+        disable_decoding: bool = False,
+        *,
+        timeout: Any = SENTINEL,
+        disconnect_on_error: bool | None = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        return super().read_response(  # type: ignore[misc]  # a mixin over redis-py's classes
+            disable_decoding=disable_decoding,
+            timeout=timeout,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
+
+
+class MasterConnection(_CleanReads, SentinelManagedConnection):
+    """A connection to the Sentinel-found master."""
+
+
+class MasterSSLConnection(_CleanReads, SentinelManagedSSLConnection):
+    """A TLS connection to the Sentinel-found master."""
 
 
 def master_kwargs(settings: Settings) -> dict[str, Any]:
@@ -33,6 +68,7 @@ def master_kwargs(settings: Settings) -> dict[str, Any]:
     kwargs = {k: v for k, v in parsed.items() if k not in ("host", "port", "path")}
     kwargs.setdefault("db", 0)
     kwargs["ssl"] = tls
+    kwargs["connection_class"] = MasterSSLConnection if tls else MasterConnection
     kwargs["socket_timeout"] = settings.redis_socket_timeout
     kwargs["socket_connect_timeout"] = settings.redis_connect_timeout
     return kwargs

@@ -149,6 +149,18 @@ class PostalWorker(Worker):
         except REDIS_UNREACHABLE as exc:
             log.warning("worker %s: maintenance skipped, Redis unreachable: %s", self.name, exc)
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """RQ's; a direct write (not in a pipeline) that cannot reach Redis is skipped: the state
+        is rewritten at the next change, and RQ calls this outside its dequeue retry loop."""
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_UNREACHABLE as exc:
+            self._state = state
+            log.warning("worker %s: state %s not recorded, Redis unreachable: %s", self.name, state, exc)
+
     def check_for_suspension(self, burst: bool) -> None:
         """RQ's check, skipped while Redis is unreachable (the dequeue that follows waits for
         Redis with RQ's own backoff)."""

@@ -189,7 +189,8 @@ def _failover_run(cluster: SentinelCluster, tmp_path: Path, kills: int, steady_s
         deadline = time.monotonic() + 90
         while (left := _unfinished(redis, ids)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not left, f"{len(left)} accepted job(s) did not finish: {left}"
+        alive = sum(p.poll() is None for p in procs)
+        assert not left, f"{len(left)} accepted job(s) unfinished, {alive}/3 workers alive: {left}"
         figures["drain_s"] = time.monotonic() - started
         figures["accepted"] = len(ids)
         figures["statuses"] = dict(submitter.statuses)
