@@ -31,7 +31,12 @@ from rq.worker import Worker
 from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
 from tasks.node import node_id
-from tasks.recovery import recover_abandoned, release_dead_scheduler_locks, return_in_hand
+from tasks.recovery import (
+    expire_own_entries,
+    recover_abandoned,
+    release_dead_scheduler_locks,
+    return_in_hand,
+)
 from tasks.retries import mark_exhausted, restore_budget
 from tasks.settings import Settings
 
@@ -80,6 +85,8 @@ class PostalWorker(Worker):
         self._postal_pid = os.getpid()
         self._postal_settings = Settings.from_env()
         self._last_recovery = 0.0
+        # jobs whose horse exited while Redis was unreachable: (job id, queue), see execute_job
+        self._unrecorded: list[tuple[str, Queue]] = []
         _tie_children_to(self._postal_pid)
 
     def register_birth(self) -> None:
@@ -120,14 +127,23 @@ class PostalWorker(Worker):
         Redis unreachable while the job's state is written (a failover, a restart) is logged,
         not fatal: RQ's loop would end the worker (rq/worker/base.py, `work`). The horse has
         exited by then (heartbeats tolerate the error), so nothing runs behind RQ's back, and
-        whatever was not recorded is settled by recovery: an id left in hand goes back to its
-        queue, a started entry whose heartbeat lapses is retried (tasks.recovery)."""
+        whatever was not recorded is settled by recovery once Redis answers: an id left in hand
+        goes back to its queue, and this worker's started entry for the job is expired at once
+        so the job is retried (or requeued, if it never started) without waiting for its
+        heartbeat to lapse (tasks.recovery)."""
         try:
             if restore_budget(job, self._postal_settings):
                 log.info("job %s was requeued after its retries ran out: budget restored", job.id)
             super().execute_job(job, queue)
         except REDIS_UNREACHABLE as exc:
             log.warning("worker %s: job %s: Redis unreachable while recording it: %s", self.name, job.id, exc)
+            self._unrecorded.append((job.id, queue))
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's, after settling jobs whose end could not be recorded (once Redis answers)."""
+        if self._unrecorded:
+            self._recover()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """RQ's heartbeat; a direct one (not in a pipeline) that cannot reach Redis is skipped
@@ -190,6 +206,10 @@ class PostalWorker(Worker):
             # a reply that never arrived, or the master that saw it started was lost in a
             # failover before replicating that: it goes back to its queue.
             return_in_hand(self.connection, self.name)
+            for job_id, queue in list(self._unrecorded):
+                if expire_own_entries(self.connection, queue, job_id, self.name):
+                    log.warning("job %s: its end was not recorded; recovering it now", job_id)
+                self._unrecorded.remove((job_id, queue))
             recover_abandoned(self.connection, self.queues, self._exc_handlers)
             released = release_dead_scheduler_locks(self.connection, self.queues)
             scheduler = self.scheduler

@@ -19,7 +19,7 @@ from rq.job import Job
 from postal.redis_server import find_redis_server
 from tasks.connection import SERIALIZER
 from tasks.settings import Settings, SettingsError
-from tests.procs import BIN, ROOT, Workers, child_env, free_port, wait_for
+from tests.procs import BIN, ROOT, RedisServer, Workers, child_env, free_port, wait_for
 from tests.sentinel_cluster import MASTER_NAME, SentinelCluster
 
 SENTINELS = "10.0.0.1:26379,[::1]:26380,sentinel-3.internal:26381"
@@ -73,6 +73,26 @@ def test_bad_sentinel_settings_are_refused(env: dict[str, str], message: str) ->
     SettingsError naming the variable, not a silent fallback to REDIS_URL's host."""
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("(", r"\(")):
         Settings.from_mapping(env)
+
+
+def test_unconfirmed_enqueue_is_a_503_and_a_retry_with_its_job_id_is_no_duplicate(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    """Without the replicas POSTAL_REDIS_WAIT_REPLICAS asks for, a submission answers 503
+    `not_replicated` (never 202); resubmitting the same job_id finds the one job, not two."""
+    from web import create_app
+
+    config = {"REDIS_URL": redis_server.url, "POSTAL_REDIS_WAIT_REPLICAS": "1"}
+    client = create_app({**config, "POSTAL_REDIS_WAIT_TIMEOUT": "0.2"}).test_client()
+    body = {"task": "message", "payload": {"message": "x"}, "options": {"job_id": "once"}}
+    for _ in range(2):
+        answer = client.post("/jobs", json=body)
+        assert answer.status_code == 503, answer.json
+        assert answer.json["error"]["code"] == "not_replicated"
+    assert redis.llen("rq:queue:default") == 1
+    assert not redis.keys("postal:enqueue-marker:*")
+    unchecked = create_app({**config, "POSTAL_REDIS_WAIT_REPLICAS": "0"}).test_client()
+    assert unchecked.post("/jobs", json={"task": "message", "payload": {"message": "y"}}).status_code == 202
 
 
 @pytest.fixture
