@@ -229,7 +229,7 @@ class Settings:
             raise SettingsError(
                 "REDIS_URL must be redis:// or rediss:// with REDIS_SENTINELS (Sentinel gives a TCP address)"
             )
-        if self.redis_wait_replicas and not self.redis_wait_timeout < self.redis_socket_timeout:
+        if self.wait_replicas and not self.redis_wait_timeout < self.redis_socket_timeout:
             raise SettingsError(
                 "POSTAL_REDIS_WAIT_TIMEOUT must be shorter than POSTAL_REDIS_SOCKET_TIMEOUT "
                 f"({self.redis_wait_timeout} >= {self.redis_socket_timeout})"
