@@ -10,6 +10,8 @@
 - A work horse killed under a live worker (OOM killer, segfault) is recorded as an attempt
   and retried per the task's policy, like a transient error.
 - A job requeued after its retries ran out gets its full budget back (tasks.retries).
+- Redis unreachable for a while (a restart, a Sentinel failover) pauses the worker instead of
+  ending it; what it could not record meanwhile is recovered once Redis answers.
 """
 
 from __future__ import annotations
