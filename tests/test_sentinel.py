@@ -4,6 +4,7 @@ jobs flow) after which every job the API accepted still finishes and nothing was
 from __future__ import annotations
 
 import collections
+import functools
 import subprocess
 import threading
 import time
@@ -190,12 +191,8 @@ def _failover_run(cluster: SentinelCluster, tmp_path: Path, kills: int, steady_s
             figures["failover_s"].append(cluster.wait_failover(old_port))
             cluster.node_on(old_port).start()
             wait_for(lambda: _replica_online(cluster), 30, "the killed node to rejoin as a replica", 0.1)
-            wait_for(
-                lambda since=killed: submitter.first_accepted_after(since),  # type: ignore[misc]
-                30,
-                "the API to accept jobs again",
-                0.1,
-            )
+            accepted_again = functools.partial(submitter.first_accepted_after, killed)
+            wait_for(accepted_again, 30, "the API to accept jobs again", 0.1)
             back = submitter.first_accepted_after(killed)
             assert back is not None
             figures["api_back_s"].append(back - killed)
