@@ -33,7 +33,8 @@ class StackError(RuntimeError):
 def stack_env(base: Mapping[str, str], bin_dir: Path) -> dict[str, str]:
     """The environment supervisord needs: defaults filled in, the venv's scripts first on PATH.
 
-    With `REDIS_URL` set, that Redis is used and none is started (`POSTAL_REDIS_AUTOSTART=false`);
+    With `REDIS_URL` (or `REDIS_SENTINELS`) set, that Redis is used and none is started
+    (`POSTAL_REDIS_AUTOSTART=false`);
     without it, a local redis-server on `POSTAL_REDIS_PORT` (default 6379) is started and used.
     """
     env = dict(base)
@@ -41,7 +42,7 @@ def stack_env(base: Mapping[str, str], bin_dir: Path) -> dict[str, str]:
     env.setdefault("POSTAL_HOST", Settings.api_host)
     env.setdefault("POSTAL_PORT", str(Settings.api_port))
     env.setdefault("POSTAL_REDIS_PORT", str(DEFAULT_REDIS_PORT))
-    if env.get("REDIS_URL"):
+    if env.get("REDIS_URL") or env.get("REDIS_SENTINELS"):
         env.setdefault("POSTAL_REDIS_AUTOSTART", "false")
     else:
         env["POSTAL_REDIS_AUTOSTART"] = "true"

@@ -193,6 +193,27 @@ def return_unstarted(connection: Redis, queue: Queue, entries: list[str]) -> lis
     return remaining
 
 
+def expire_own_entries(connection: Redis, queue: Queue, job_id: str, worker_name: str) -> int:
+    """Mark `worker_name`'s started-registry entries for `job_id` as expired (score 0), so the
+    next recovery pass retries the job now rather than after its heartbeat lapses.
+
+    For a job whose horse has exited but whose end the worker could not record (Redis was
+    unreachable, e.g. mid-failover): if the new master still shows it started, nobody runs it.
+    """
+    registry = queue.started_job_registry
+    own = []
+    for raw in connection.zrange(registry.key, 0, -1):
+        entry = as_text(raw)  # type: ignore[arg-type]  # plain ZRANGE: members only, bytes
+        if not entry.startswith(f"{job_id}:"):
+            continue
+        owner = connection.hget(Execution.from_composite_key(entry, connection).key, "worker_name")
+        if owner is not None and as_text(owner) == worker_name:
+            own.append(entry)
+    if own:
+        connection.zadd(registry.key, dict.fromkeys(own, 0), xx=True)
+    return len(own)
+
+
 def recover_abandoned(
     connection: Redis, queues: Sequence[Queue], exception_handlers: Sequence[Callable[..., Any]]
 ) -> int:

@@ -103,6 +103,41 @@ def _queues(name: str, raw: str) -> tuple[str, ...]:
     return names
 
 
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
+def _host_port(name: str, raw: str) -> tuple[str, int]:
+    """`host:port` or `[v6 address]:port`; the port is required (Sentinel has no single default)."""
+    text = raw.strip()
+    bracketed = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)", text)
+    if bracketed:
+        host, port = bracketed.groups()
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or ":" in host or not re.fullmatch(r"[A-Za-z0-9._-]+", host):
+            raise SettingsError(f"{name}: {raw!r} is not host:port (e.g. sentinel-1.internal:26379)")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise SettingsError(f"{name}: {raw!r} does not end in a TCP port (1-65535)")
+    return host, int(port)
+
+
+def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    return tuple(_host_port(name, part) for part in _list(name, raw))
+
+
+def _master_name(name: str, raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", raw):
+        raise SettingsError(f"{name} must be a Sentinel master name (letters, digits, . _ -), got {raw!r}")
+    return raw
+
+
 def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise SettingsError(f"{name} must not be empty")
@@ -135,6 +170,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "POSTAL_PUBLIC_READS": ("public_reads", _bool),
     "POSTAL_HORSE_MAX_JOBS": ("horse_max_jobs", _positive_int),
     "POSTAL_HORSE_MAX_MEMORY_MB": ("horse_max_memory_mb", _positive_int),
+    "REDIS_SENTINELS": ("redis_sentinels", _sentinels),
+    "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", _master_name),
+    "REDIS_SENTINEL_PASSWORD": ("redis_sentinel_password", _text),
+    "POSTAL_REDIS_WAIT_REPLICAS": ("redis_wait_replicas", _non_negative_int),
+    "POSTAL_REDIS_WAIT_TIMEOUT": ("redis_wait_timeout", _positive_float),
 }
 
 
@@ -173,12 +213,51 @@ class Settings:
     # A worker replaces its warm horse (tasks.horse) after this many jobs or above this memory.
     horse_max_jobs: int = 1000
     horse_max_memory_mb: int = 1024
+    # Redis Sentinel (tasks.connection): when set, the master is found through these and
+    # REDIS_URL's host and port are ignored (its scheme, user, password, db and TLS options stay).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: str = ""
+    # Replicas that must acknowledge an enqueue before the API answers 202 (Redis WAIT);
+    # None = 1 with Sentinel (a failover must not lose an accepted job), 0 without.
+    redis_wait_replicas: int | None = None
+    redis_wait_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Refuse combinations that cannot work, naming the variables (a half-configured
+        Sentinel would otherwise silently fall back to REDIS_URL's host)."""
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise SettingsError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER must be set together (or neither)")
+        if self.redis_sentinel_password and not self.redis_sentinels:
+            raise SettingsError("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not")
+        if self.redis_sentinels and urlsplit(self.redis_url).scheme == "unix":
+            raise SettingsError(
+                "REDIS_URL must be redis:// or rediss:// with REDIS_SENTINELS (Sentinel gives a TCP address)"
+            )
+        if self.wait_replicas and not self.redis_wait_timeout < self.redis_socket_timeout:
+            raise SettingsError(
+                "POSTAL_REDIS_WAIT_TIMEOUT must be shorter than POSTAL_REDIS_SOCKET_TIMEOUT "
+                f"({self.redis_wait_timeout} >= {self.redis_socket_timeout})"
+            )
+
+    @property
+    def sentinel(self) -> bool:
+        """Whether Redis is reached through Sentinel."""
+        return bool(self.redis_sentinels)
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replica acknowledgements an enqueue waits for (0 = none)."""
+        if self.redis_wait_replicas is None:
+            return 1 if self.sentinel else 0
+        return self.redis_wait_replicas
 
     def __repr__(self) -> str:
         """Never print tokens or a Redis password (settings end up in logs and tracebacks)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["api_tokens"] = f"<{len(self.api_tokens)} token(s)>"
-        shown["redis_url"] = self.redis_url_redacted
+        shown["redis_url"] = self._redacted_url()
+        shown["redis_sentinel_password"] = "***" if self.redis_sentinel_password else ""
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
@@ -198,7 +277,17 @@ class Settings:
 
     @property
     def redis_url_redacted(self) -> str:
-        """The Redis URL with any password replaced by `***`, safe for logs and responses."""
+        """Where Redis is, passwords replaced by `***`, safe for logs and responses: REDIS_URL, or
+        with Sentinel `redis+sentinel://[:***@]host:port,.../master/db` (rq-dashboard's form)."""
+        if not self.sentinel:
+            return self._redacted_url()
+        parts = urlsplit(self.redis_url)
+        auth = f"{parts.username or ''}:***@" if parts.password is not None else ""
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.redis_sentinels)
+        db = parts.path.strip("/") or "0"
+        return f"redis+sentinel://{auth}{hosts}/{self.redis_sentinel_master}/{db}"
+
+    def _redacted_url(self) -> str:
         parts = urlsplit(self.redis_url)
         if parts.password is None:
             return self.redis_url

@@ -22,6 +22,7 @@ from rq import Retry
 from rq.job import Job
 from rq.utils import now as rq_now
 
+from tasks import replication
 from tasks.connection import SERIALIZER, Postal
 from tasks.registry import TaskSpec, UnknownTask, get_task
 from tasks.retries import MAX_RETRIES
@@ -191,6 +192,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
     if len(ids) != len(set(ids)):
         raise SubmissionError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")
     keys = [Job.key_for(job_id) for job_id in ids]
+    replicas = state.settings.wait_replicas
+    marker = replication.new_marker() if replicas else None
     with state.redis.pipeline() as pipe:
         for _ in range(WATCH_ATTEMPTS):
             try:
@@ -215,6 +218,8 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
                         ready.setdefault(sub.queue, []).append(job.id)
                     created.append(job)
                 _push(state, ready, pipe)
+                if marker is not None:
+                    replication.write_marker(pipe, marker)
                 pipe.execute()
                 break
             except WatchError:
@@ -224,6 +229,11 @@ def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
             raise SubmissionError(
                 409, "conflict", "job ids were being created concurrently; retry the request"
             )
+    if marker is not None:
+        try:
+            replication.confirm(state.redis, marker, replicas, state.settings.redis_wait_timeout)
+        except replication.NotReplicated as exc:
+            raise SubmissionError(503, "not_replicated", str(exc)) from None
     existing_jobs = iter(
         Job.fetch_many(
             [s.job_id for s, j in zip(subs, created, strict=True) if j is None and s.job_id],

@@ -16,6 +16,8 @@
   is also replaced after `POSTAL_HORSE_MAX_JOBS` jobs or above `POSTAL_HORSE_MAX_MEMORY_MB`.
 - Per job it sends fewer Redis commands than RQ: heartbeats without a pipeline are sent at most
   once per `HEARTBEAT_EVERY_S` and an unchanged state is not written again.
+- Redis unreachable for a while (a restart, a Sentinel failover) pauses the worker instead of
+  ending it; what it could not record meanwhile is recovered once Redis answers.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -45,7 +49,12 @@ from tasks.dequeue import InHandQueue, in_hand_key
 from tasks.failures import append_error
 from tasks.horse import HorseGone, LineReader, WarmHorse, write_message
 from tasks.node import node_id
-from tasks.recovery import recover_abandoned, release_dead_scheduler_locks, return_in_hand
+from tasks.recovery import (
+    expire_own_entries,
+    recover_abandoned,
+    release_dead_scheduler_locks,
+    return_in_hand,
+)
 from tasks.registry import TASKS
 from tasks.retries import mark_exhausted, restore_budget
 from tasks.settings import Settings
@@ -54,6 +63,10 @@ log = logging.getLogger("postal.worker")
 
 PR_SET_PDEATHSIG = 1
 HEARTBEAT_GRACE_S = 30
+# A failover or restart in progress. RQ's main loop lets these end the worker unless they come
+# from its dequeue (rq/worker/base.py, `work`); every other Redis call that loop makes is
+# wrapped below, so one worker process rides through a Sentinel failover.
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 RECOVERY_INTERVAL_S = 10.0
 HEARTBEAT_EVERY_S = 1.0
 # RQ kills a horse that outlives its job's timeout by this much (rq/worker/worker_classes.py,
@@ -107,6 +120,8 @@ class PostalWorker(Worker):
         self._heartbeat_sent = 0.0
         self._suspension_checked = 0.0
         self._horse: WarmHorse | None = None
+        # jobs whose horse exited while Redis was unreachable: (job id, queue), see execute_job
+        self._unrecorded: list[tuple[str, Queue]] = []
         _tie_children_to(self._postal_pid)
         preload_task_modules()
 
@@ -119,7 +134,22 @@ class PostalWorker(Worker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Register the execution, hand the job to the warm horse and watch it until it answers
-        or dies (RQ's `execute_job` forks a new horse here instead)."""
+        or dies (RQ's `execute_job` forks a new horse here instead).
+
+        Redis unreachable while the job's state is written (a failover, a restart) is logged,
+        not fatal: RQ's loop would end the worker (rq/worker/base.py, `work`). The horse is idle
+        or dead by then (heartbeats tolerate the error), so nothing runs behind RQ's back, and
+        whatever was not recorded is settled by recovery once Redis answers: an id left in hand
+        goes back to its queue, and this worker's started entry for the job is expired at once
+        so the job is retried (or requeued, if it never started) without waiting for its
+        heartbeat to lapse (tasks.recovery)."""
+        try:
+            self._execute(job, queue)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: job %s: Redis unreachable while recording it: %s", self.name, job.id, exc)
+            self._unrecorded.append((job.id, queue))
+
+    def _execute(self, job: Job, queue: Queue) -> None:
         if restore_budget(job, self._postal_settings):
             log.info("job %s was requeued after its retries ran out: budget restored", job.id)
         execution = self.prepare_execution(job)
@@ -304,19 +334,31 @@ class PostalWorker(Worker):
 
         RQ heartbeats three or four times per job; every TTL it sets is tens of seconds, so one
         per second keeps the worker's key alive just as well. Heartbeats inside a pipeline always
-        go out: `maintain_heartbeats` reads their replies by position."""
-        if pipeline is None and time.monotonic() - self._heartbeat_sent < HEARTBEAT_EVERY_S:
+        go out: `maintain_heartbeats` reads their replies by position. A direct one that cannot
+        reach Redis is skipped rather than ending the worker (see `execute_job`)."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        if time.monotonic() - self._heartbeat_sent < HEARTBEAT_EVERY_S:
             return
         self._heartbeat_sent = time.monotonic()
-        super().heartbeat(timeout, pipeline)
+        try:
+            super().heartbeat(timeout)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: heartbeat skipped, Redis unreachable: %s", self.name, exc)
 
     def check_for_suspension(self, burst: bool) -> None:
         """RQ's `rq suspend` check (a pipelined heartbeat plus EXISTS), at most once per
-        HEARTBEAT_EVERY_S instead of before every job: a suspension takes effect within a second."""
+        HEARTBEAT_EVERY_S instead of before every job: a suspension takes effect within a second.
+        Skipped while Redis is unreachable (the dequeue that follows waits for Redis with RQ's
+        own backoff)."""
         if time.monotonic() - self._suspension_checked < HEARTBEAT_EVERY_S:
             return
         self._suspension_checked = time.monotonic()
-        super().check_for_suspension(burst)
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: suspension check skipped, Redis unreachable: %s", self.name, exc)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ's stamps the end time and extends the job's heartbeat so that a success or failure
@@ -328,10 +370,19 @@ class PostalWorker(Worker):
             job.ended_at = now()
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
-        """RQ's, without writing a state the worker is already in (RQ sets "idle" twice a job)."""
-        if pipeline is None and state == self.get_state():
+        """RQ's, without writing a state the worker is already in (RQ sets "idle" twice a job).
+        A direct write that cannot reach Redis is skipped: the state is rewritten at the next
+        change, and RQ calls this outside its dequeue retry loop."""
+        if pipeline is not None:
+            super().set_state(state, pipeline)
             return
-        super().set_state(state, pipeline)
+        if state == self.get_state():
+            return
+        try:
+            super().set_state(state)
+        except REDIS_UNREACHABLE as exc:
+            self._state = state
+            log.warning("worker %s: state %s not recorded, Redis unreachable: %s", self.name, state, exc)
 
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
@@ -368,21 +419,46 @@ class PostalWorker(Worker):
             return int(min(job.timeout - working_time, interval)) + HEARTBEAT_GRACE_S
         return int(interval) + HEARTBEAT_GRACE_S
 
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's, after settling jobs whose end could not be recorded (once Redis answers)."""
+        if self._unrecorded:
+            self._recover()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
     def run_maintenance_tasks(self) -> None:
         """Recovery of dead workers' jobs and scheduler locks, then RQ's maintenance (which starts
-        this worker's scheduler if a lock is free)."""
+        this worker's scheduler if a lock is free); skipped while Redis is unreachable."""
         self._recover()
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: maintenance skipped, Redis unreachable: %s", self.name, exc)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
-        """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none)."""
-        super().maintain_heartbeats(job, execution)
+        """While a long job runs, keep recovering others' abandoned jobs (idle peers may be none).
+
+        A heartbeat that cannot reach Redis (a failover or restart in progress) is skipped, not
+        fatal: RQ would let the error end the worker (rq/worker/base.py, `work`) while its horse
+        runs on; the next interval reaches the new master."""
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("worker %s: job %s: heartbeat skipped, Redis unreachable: %s", self.name, job.id, exc)
+            return
         if time.monotonic() - self._last_recovery >= RECOVERY_INTERVAL_S:
             self._recover()
 
     def _recover(self) -> None:
         self._last_recovery = time.monotonic()
         try:
+            # Between jobs nothing is in this worker's own hand; an id still there was popped by
+            # a reply that never arrived, or the master that saw it started was lost in a
+            # failover before replicating that: it goes back to its queue.
+            return_in_hand(self.connection, self.name)
+            for job_id, queue in list(self._unrecorded):
+                if expire_own_entries(self.connection, queue, job_id, self.name):
+                    log.warning("job %s: its end was not recorded; recovering it now", job_id)
+                self._unrecorded.remove((job_id, queue))
             recover_abandoned(self.connection, self.queues, self._exc_handlers)
             released = release_dead_scheduler_locks(self.connection, self.queues)
             scheduler = self.scheduler

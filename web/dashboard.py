@@ -4,15 +4,21 @@ rq-dashboard keeps its serializer in a module global (rq_dashboard/web.py, `conf
 default pickle) and needs `setup_rq_connection(app)` when used as a blueprint. Its
 `/requeue/<queue>` route also answers GET, so a link or an image tag could requeue a whole
 failed registry: GET on state-changing routes is refused here.
+
+With Sentinel the dashboard gets rq-dashboard's own `redis+sentinel://` URL form (parsed by
+redis_sentinel_url, which rq_dashboard/web.py imports as `from_url`), with the passwords in
+its config keys rather than in the URL it displays. That form carries no user name and no TLS.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, request
 
-from tasks.connection import SERIALIZER
+from tasks.connection import SERIALIZER, master_kwargs
 from tasks.settings import Settings
 from web.errors import ApiError
 
@@ -22,7 +28,13 @@ URL_PREFIX = "/rq"
 def mount_dashboard(app: Flask, settings: Settings) -> None:
     """Register the dashboard blueprint on `app`, pointed at postal's Redis."""
     rq_dashboard.web.config.serializer = SERIALIZER
-    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
+    app.config["RQ_DASHBOARD_REDIS_URL"] = sentinel_url(settings) if settings.sentinel else settings.redis_url
+    if settings.sentinel:
+        # rq-dashboard reads only the URL; this key just keeps its legacy-config upgrade from
+        # warning about postal's own REDIS_SENTINELS (rq_dashboard/legacy_config.py)
+        app.config["RQ_DASHBOARD_REDIS_SENTINELS"] = settings.redis_sentinels
+        app.config["RQ_DASHBOARD_REDIS_PASSWORD"] = master_kwargs(settings).get("password")
+        app.config["RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD"] = settings.redis_sentinel_password or None
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     rq_dashboard.web.setup_rq_connection(app)
 
@@ -34,3 +46,13 @@ def mount_dashboard(app: Flask, settings: Settings) -> None:
             raise ApiError(405, "method_not_allowed", "requeueing needs POST")
 
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
+
+
+def sentinel_url(settings: Settings) -> str:
+    """`redis+sentinel://host:port,.../master/db?timeouts`, without passwords."""
+    hosts = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+    db = master_kwargs(settings)["db"]
+    timeouts = {"socket_timeout": settings.redis_socket_timeout}
+    timeouts["socket_connect_timeout"] = settings.redis_connect_timeout
+    query = urlencode({**timeouts, **{f"sentinel_{k}": v for k, v in timeouts.items()}})
+    return f"redis+sentinel://{hosts}/{settings.redis_sentinel_master}/{db}?{query}"
