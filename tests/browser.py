@@ -112,11 +112,24 @@ class Browser:
         """
         seen = len(self.responses)
         self.driver.get(url)
+        return self.wait_response(url, status, timeout, since=seen)
+
+    def wait_response(
+        self, url: str, status: int | None = None, timeout: float = 20, since: int = 0
+    ) -> Response:
+        """The first response for `url` (with `status`, if given) received since `since`."""
 
         def arrived() -> Response | None:
-            return next((r for r in self.responses[seen:] if r.url == url and r.status == status), None)
+            return next(
+                (
+                    r
+                    for r in self.responses[since:]
+                    if r.url == url and (status is None or r.status == status)
+                ),
+                None,
+            )
 
-        response = wait_for(arrived, timeout, f"the browser to receive {status} from {url}")
+        response = wait_for(arrived, timeout, f"the browser to receive {status or 'a response'} from {url}")
         assert isinstance(response, Response)
         return response
 

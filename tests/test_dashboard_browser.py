@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from redis import Redis
@@ -106,7 +106,8 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
     stack: Stack, redis: Redis, shots: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A person logs in to /rq, sees queues, workers and a failed job's traceback, requeues it
-    with the button (a POST) after the fix, and watches it finish; nothing leaves loopback."""
+    with the button (a POST) after the fix, and watches it finish; another site's forged form is
+    refused, and nothing leaves loopback."""
     started = time.monotonic()
     queue = Queue("default", connection=redis, serializer=SERIALIZER)
     queue.enqueue("tests.jobs.fails_until_fixed", "nightly report", job_id=JOB_ID)
@@ -165,6 +166,23 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         assert "fails_until_fixed" in traceback
         assert "NotFixedYet: nightly report: the fix is not deployed yet" in traceback
         driver.save_screenshot(shots / "04-failed-with-traceback.png")
+        failed_view = driver.current_url
+
+        # Another site's page cannot act with the operator's login: the browser sends the
+        # cached credentials with its form, and the dashboard refuses the action.
+        forged = (
+            f"<form method=post action='{rq}/requeue/default'></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+        seen = len(browser.responses)
+        driver.get("data:text/html," + quote(forged))
+        refused = browser.wait_response(f"{rq}/requeue/default", since=seen)
+        assert refused.status == 403, refused
+        until(driver, lambda d: "cross_site_request" in page_text(d), "the forged request's refusal")
+        driver.save_screenshot(shots / "05-forged-request-refused.png")
+        assert Job.fetch(JOB_ID, connection=redis, serializer=SERIALIZER).get_status() == "failed"
+        browser.open(failed_view)
+        until(driver, lambda d: rows(d, job_row), "the failed job's row again")
 
         # The fix is deployed; the operator clicks the job's Requeue button.
         redis.set(FIXED_KEY, "1")
@@ -174,14 +192,14 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         browser.open(f"{rq}/0/view/job/{JOB_ID}")
         until(driver, lambda d: "Status:\nfinished" in page_text(d), "the job view to show it finished")
         assert '"nightly report: fixed"' in page_text(driver)
-        driver.save_screenshot(shots / "05-job-finished.png")
+        driver.save_screenshot(shots / "06-job-finished.png")
 
         browser.open(f"{rq}/")
         until(
             driver, lambda d: (row := queue_row(d, "default")) and row[5] == "1", "1 finished job on default"
         )
         assert queue_row(driver, "default") == ["default", "0", "0", "0", "0", "1", "0", "0"]
-        driver.save_screenshot(shots / "06-queues-after-requeue.png")
+        driver.save_screenshot(shots / "07-queues-after-requeue.png")
 
         # A link cannot requeue: the same route by GET is refused, in the browser too.
         browser.open(f"{rq}/requeue/default", status=405)
