@@ -59,3 +59,15 @@ def test_dashboard_actions_need_the_dashboards_own_page(client: FlaskClient, red
     assert r.status_code == 200
     assert r.json == {"status": "OK"}
     assert queue.job_ids == []
+
+
+def test_dashboard_lists_a_busy_worker_and_its_job(client: FlaskClient, worker: Workers) -> None:
+    """While a worker runs a JSON job, the workers list shows that job (it must not fail
+    decoding it with RQ's default pickle serializer)."""
+    job = submit(client, "message", {"message": "busy", "delay_s": 3})
+    wait_job(client, job["id"], {"started"})
+    r = client.get("/rq/0/data/workers.json")
+    assert r.status_code == 200, r.json
+    (shown,) = r.json["workers"]
+    assert shown["current_job"]["job_id"] == job["id"]
+    assert shown["current_job"]["call_string"] == "tasks.message.message(delay_s=3.0, message='busy')"

@@ -1,7 +1,10 @@
 """rq-dashboard mounted at `/rq`, reading JSON-serialized jobs.
 
 rq-dashboard keeps its serializer in a module global (rq_dashboard/web.py, `config.serializer`,
-default pickle) and needs `setup_rq_connection(app)` when used as a blueprint. Two guards
+default pickle) and needs `setup_rq_connection(app)` when used as a blueprint. It lists workers
+with `Worker.all(connection=...)` and no serializer (rq_dashboard/web.py, `list_workers`), so
+each busy worker's job would be decoded as a pickle and the list would fail while any job runs:
+its `Worker` global is swapped for one whose default is JSON. Two guards
 against another site acting with an operator's login (a browser sends its cached Basic-auth
 credentials with any request to the dashboard, whoever's page made it):
 
@@ -14,9 +17,13 @@ credentials with any request to the dashboard, whoever's page made it):
 
 from __future__ import annotations
 
+from typing import Any
+
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, request
+from rq import Worker
+from rq.worker import BaseWorker
 
 from tasks.connection import SERIALIZER
 from tasks.settings import Settings
@@ -29,9 +36,21 @@ SAME_PAGE_HEADER = "X-Requested-With"
 SAME_PAGE_VALUE = "XMLHttpRequest"
 
 
+class JsonWorker(Worker):
+    """RQ's worker, read with postal's JSON serializer unless told otherwise."""
+
+    @classmethod
+    def all(cls, *args: Any, **kwargs: Any) -> list[BaseWorker]:
+        if kwargs.get("serializer") is None:
+            kwargs["serializer"] = SERIALIZER
+        workers: list[BaseWorker] = super().all(*args, **kwargs)
+        return workers
+
+
 def mount_dashboard(app: Flask, settings: Settings) -> None:
     """Register the dashboard blueprint on `app`, pointed at postal's Redis."""
     rq_dashboard.web.config.serializer = SERIALIZER
+    rq_dashboard.web.Worker = JsonWorker
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     rq_dashboard.web.setup_rq_connection(app)
