@@ -7,8 +7,10 @@ for a person to look at afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 TOKEN = "dashboard-browser-token-0123456789"  # noqa: S105 - a test token
 JOB_ID = "dashboard-demo-1"
 WORKERS = 2
+MARKUP = "<img src=x onerror=document.title=42>"  # no quotes: shown verbatim in JSON and repr
 WAIT_S = 20  # the machine is shared and loaded: generous, the test is quick when all is well
 
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
@@ -51,6 +54,16 @@ def stack(redis: Redis, redis_server: RedisServer, tmp_path: Path) -> Iterator[S
     """supervisord running the API under gunicorn and the workers, with a token required."""
     with running_stack(redis_server.url, tmp_path, workers=WORKERS, POSTAL_API_TOKENS=TOKEN) as running:
         yield running
+
+
+def submit(api: str, task: str, payload: dict[str, object], **options: object) -> str:
+    """Submit a job through the API over HTTP, as a caller with a token would; its id."""
+    body = json.dumps({"task": task, "payload": payload, "options": options}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    request = urllib.request.Request(f"{api}/jobs", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        job_id: str = json.load(response)["id"]
+        return job_id
 
 
 def until(driver: WebDriver, condition: Callable[[WebDriver], object], what: str) -> object:
@@ -107,7 +120,9 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
 ) -> None:
     """A person logs in to /rq, sees queues, workers and a failed job's traceback, requeues it
     with the button (a POST) after the fix, and watches it finish; another site's forged form is
-    refused, and nothing leaves loopback."""
+    refused, a caller's markup is shown as text, and nothing leaves loopback."""
+    from selenium.webdriver.common.by import By
+
     started = time.monotonic()
     queue = Queue("default", connection=redis, serializer=SERIALIZER)
     queue.enqueue("tests.jobs.fails_until_fixed", "nightly report", job_id=JOB_ID)
@@ -154,7 +169,22 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         )
         driver.save_screenshot(shots / "03-workers.png")
 
+        # Whatever a caller puts in a job's arguments shows as text: no markup of theirs runs
+        # in the operator's logged-in page, neither while the job runs nor in its job view.
+        marked = submit(stack.api, "message", {"message": MARKUP, "delay_s": 4}, queue="high")
+        until(
+            driver,
+            lambda d: any(MARKUP in cell for row in rows(d, "table#workers tr") for cell in row),
+            "the running job's call, as text",
+        )
+        assert not driver.find_elements(By.CSS_SELECTOR, "table#workers img")
+        browser.open(f"{rq}/0/view/job/{marked}")
+        until(driver, lambda d: MARKUP in page_text(d), "the job's description, as text")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#job-data img")
+        assert driver.title == "RQ dashboard"  # 42 had the markup run
+
         # From the queue's failed count to the failed-jobs view, with the traceback.
+        driver.save_screenshot(shots / "04-markup-shown-as-text.png")
         click(driver, "a.nav-link[href$='/view/queues']", "the Queues tab")
         click(driver, "table#queues tr[data-role=queue] td.failed a[href*='/failed/']", "the failed count")
         job_row = f"tr[data-role=job][data-job-id='{JOB_ID}']"
@@ -165,7 +195,7 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         assert "Traceback (most recent call last)" in traceback
         assert "fails_until_fixed" in traceback
         assert "NotFixedYet: nightly report: the fix is not deployed yet" in traceback
-        driver.save_screenshot(shots / "04-failed-with-traceback.png")
+        driver.save_screenshot(shots / "05-failed-with-traceback.png")
         failed_view = driver.current_url
 
         # Another site's page cannot act with the operator's login: the browser sends the
@@ -179,7 +209,7 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         refused = browser.wait_response(f"{rq}/requeue/default", since=seen)
         assert refused.status == 403, refused
         until(driver, lambda d: "cross_site_request" in page_text(d), "the forged request's refusal")
-        driver.save_screenshot(shots / "05-forged-request-refused.png")
+        driver.save_screenshot(shots / "06-forged-request-refused.png")
         assert Job.fetch(JOB_ID, connection=redis, serializer=SERIALIZER).get_status() == "failed"
         browser.open(failed_view)
         until(driver, lambda d: rows(d, job_row), "the failed job's row again")
@@ -192,14 +222,14 @@ def test_operator_requeues_a_failed_job_from_the_dashboard(
         browser.open(f"{rq}/0/view/job/{JOB_ID}")
         until(driver, lambda d: "Status:\nfinished" in page_text(d), "the job view to show it finished")
         assert '"nightly report: fixed"' in page_text(driver)
-        driver.save_screenshot(shots / "06-job-finished.png")
+        driver.save_screenshot(shots / "07-job-finished.png")
 
         browser.open(f"{rq}/")
         until(
             driver, lambda d: (row := queue_row(d, "default")) and row[5] == "1", "1 finished job on default"
         )
         assert queue_row(driver, "default") == ["default", "0", "0", "0", "0", "1", "0", "0"]
-        driver.save_screenshot(shots / "07-queues-after-requeue.png")
+        driver.save_screenshot(shots / "08-queues-after-requeue.png")
 
         # A link cannot requeue: the same route by GET is refused, in the browser too.
         browser.open(f"{rq}/requeue/default", status=405)
