@@ -75,6 +75,8 @@ class OutboundRecorder:
                     pass
 
     def stop(self) -> None:
+        # close() alone leaves accept() blocked in its thread; shutdown() wakes it (Linux).
+        self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._thread.join(5)
 
