@@ -52,3 +52,23 @@ def flaky(message: str = "try again") -> None:
     from tasks.errors import TransientError
 
     raise TransientError(message)
+
+
+FIXED_KEY = "postal-test:fixed"
+
+
+class NotFixedYet(RuntimeError):
+    """Raised by `fails_until_fixed` until the test deploys its "fix" (sets FIXED_KEY)."""
+
+
+def fails_until_fixed(label: str) -> str:
+    """Fail with a traceback until FIXED_KEY is set in Redis, then succeed: a bug, then its fix.
+
+    The key stands in for deploying a code fix, so a job failed on the bug and requeued after
+    the fix finishes, as an operator would see it happen in the dashboard.
+    """
+    job = get_current_job()
+    assert job is not None
+    if not job.connection.exists(FIXED_KEY):
+        raise NotFixedYet(f"{label}: the fix is not deployed yet")
+    return f"{label}: fixed"

@@ -97,9 +97,13 @@ def install_auth(app: Flask, settings: Settings) -> None:
         presented = presented_token()
         if presented is not None and token_valid(presented, settings.api_tokens):
             return None
-        response, status = error_response(
-            401, "unauthorized", "a valid token is required: Authorization: Bearer <token>"
+        # A browser shows this body when its login prompt is cancelled: tell the person what to type.
+        message = (
+            "log in with any user name and an API token as the password"
+            if dashboard
+            else "a valid token is required: Authorization: Bearer <token>"
         )
+        response, status = error_response(401, "unauthorized", message)
         response.headers["WWW-Authenticate"] = (
             'Basic realm="postal"' if dashboard else 'Bearer realm="postal"'
         )
