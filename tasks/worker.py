@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -423,12 +423,29 @@ class PostalWorker(Worker):
         """RQ's, after settling jobs whose end could not be recorded (once Redis answers)."""
         if self._unrecorded:
             self._recover()
+        self._stop_if_requested()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """RQ's warm shutdown, with the request also kept in `_stop_requested` when idle.
+
+        Idle, RQ raises StopRequested from the signal handler, wherever the worker happens to be
+        (rq/worker/base.py, `_shutdown`). Raised inside code that must survive its own errors
+        (a recovery pass, an exception handler, metrics) it can be caught there and lost, and the
+        worker would run on until supervisord's SIGKILL. The flag makes the next maintenance pass
+        or dequeue stop the worker all the same."""
+        self._stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
+
+    def _stop_if_requested(self) -> None:
+        if self._stop_requested:
+            raise StopRequested()
 
     def run_maintenance_tasks(self) -> None:
         """Recovery of dead workers' jobs and scheduler locks, then RQ's maintenance (which starts
         this worker's scheduler if a lock is free); skipped while Redis is unreachable."""
         self._recover()
+        self._stop_if_requested()
         try:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # unannotated in rq 3.0
         except REDIS_UNREACHABLE as exc:
@@ -468,6 +485,8 @@ class PostalWorker(Worker):
                 and (not scheduler._process or not scheduler._process.is_alive())
             ):
                 scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # unannotated in rq
+        except StopRequested:  # the signal handler's, not a failure of the pass
+            raise
         except Exception:  # maintenance must not take the worker down; the next pass tries again
             log.exception("worker %s: recovering abandoned jobs failed", self.name)
 

@@ -120,7 +120,7 @@ def test_worker_only_config_runs_jobs(
 ) -> None:
     """A real supervisord with the worker-only config starts WORKERS workers that run API jobs."""
     with running_worker_host(redis_server.url, tmp_path, workers=2) as host:
-        wait_for(lambda: len(Worker.all(connection=redis)) == 2, 30, "2 workers to register", interval=0.2)
+        wait_for(lambda: len(Worker.all(connection=redis)) == 2, 60, "2 workers to register", interval=0.2)
         ids = [submit(client, "message", {"message": f"w{i}"})["id"] for i in range(4)]
         views = [wait_job(client, job_id) for job_id in ids]
         assert {v["status"] for v in views} == {"finished"}, views
