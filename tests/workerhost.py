@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,8 +41,14 @@ class WorkerHost:
 def running_worker_host(
     redis_url: str, tmp_path: Path, workers: int, prefix: Sequence[str] = (), **env_extra: str
 ) -> Iterator[WorkerHost]:
-    """supervisord -n with the worker-only config, `workers` workers, REDIS_URL=`redis_url`."""
-    root = tmp_path / "worker-host"
+    """supervisord -n with the worker-only config, `workers` workers, REDIS_URL=`redis_url`.
+
+    The host's root is a short temp dir, not under `tmp_path`: the config puts supervisord's
+    socket at `<root>/deploy/../var/supervisor.sock`, and a unix socket path is limited to 107
+    bytes (pytest-xdist's `popen-gwN` level made it too long, and supervisord then never started
+    its programs). `tmp_path` gets a link to it for the test's output."""
+    root = Path(tempfile.mkdtemp(prefix="postal-wh-"))
+    (tmp_path / "worker-host").symlink_to(root)
     (root / "deploy").mkdir(parents=True)
     (root / "var" / "log").mkdir(parents=True)
     shutil.copy(CONFIG, root / "deploy" / CONFIG.name)
@@ -66,3 +73,4 @@ def running_worker_host(
         raise
     finally:
         stop_tree(proc, grace=60)
+        shutil.rmtree(root, ignore_errors=True)
