@@ -5,9 +5,10 @@ queue; with several queues it uses BLPOP (rq/queue.py, `Queue.dequeue_any`), so 
 between the pop and registering the job as started loses the job: it stays "queued" in no list
 at all. (postal's chaos test found exactly that.)
 
-Here every pop is an LMOVE into the worker's own *in-hand* list, in queue priority order; when
-all queues are empty the worker blocks with BLMOVE on the first queue for at most `POLL_S`, then
-looks at all of them again. Once the job is registered in the started registry, PostalWorker
+Here every pop is an LMOVE into the worker's own *in-hand* list, in queue priority order (one
+Lua script tries the queues in turn, so taking a job is one round trip); when all queues are
+empty the worker blocks with BLMOVE on the first queue for at most `POLL_S`, then looks at all
+of them again. Once the job is registered in the started registry, PostalWorker
 drops it from the list. If the worker dies in between, tasks.recovery puts the id back on its
 queue. The price is up to `POLL_S` of extra latency for a job arriving on a lower-priority
 queue while every worker is idle.
@@ -27,6 +28,20 @@ from rq.utils import as_text
 
 IN_HAND_KEY = "postal:in-hand:{}"
 POLL_S = 0.25
+# One round trip for "the first id of the first non-empty queue, moved into the in-hand list"
+# (KEYS = the queues in priority order, then the in-hand list; returns {queue's 1-based index,
+# id} or nil). A loop of LMOVEs from Python costs a round trip per empty queue ahead of the one
+# that has work; a script runs atomically, so the move is still all-or-nothing.
+TAKE_FIRST = """
+local hand = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+    local id = redis.call('LMOVE', KEYS[i], hand, 'LEFT', 'RIGHT')
+    if id then
+        return {i, id}
+    end
+end
+return nil
+"""
 
 
 def in_hand_key(worker_name: str) -> str:
@@ -81,13 +96,15 @@ class InHandQueue(Queue):
         keys = [queue.key for queue in queues]
         fetch = {"job_class": job_class, "serializer": serializer, "death_penalty_class": death_penalty_class}
         deadline = None if timeout is None else time.monotonic() + timeout
+        take_first = connection.register_script(TAKE_FIRST)
         while True:
-            for key in keys:
-                job_id = connection.lmove(key, cls.in_hand_key, "LEFT", "RIGHT")
-                if job_id is not None:
-                    found = cls._take(connection, key, job_id, **fetch)
-                    if found is not None:
-                        return found
+            taken = take_first(keys=[*keys, cls.in_hand_key])
+            if taken is not None:
+                index, job_id = taken
+                found = cls._take(connection, keys[int(index) - 1], job_id, **fetch)
+                if found is not None:
+                    return found
+                continue  # that id was stale: look again before blocking
             if deadline is None:
                 return None
             remaining = deadline - time.monotonic()
