@@ -120,6 +120,7 @@ class PostalWorker(Worker):
         self._heartbeat_sent = 0.0
         self._suspension_checked = 0.0
         self._horse: WarmHorse | None = None
+        self._ending: tuple[Job, events.Timing] | None = None  # the job handle_job_success records
         # jobs whose horse exited while Redis was unreachable: (job id, queue), see execute_job
         self._unrecorded: list[tuple[str, Queue]] = []
         _tie_children_to(self._postal_pid)
@@ -387,10 +388,28 @@ class PostalWorker(Worker):
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
     ) -> None:
-        """RQ's, then the `finished` event and metrics (tasks.events; runs in the work horse)."""
+        """RQ's, with the `finished` metrics written inside RQ's own transaction (see
+        `increment_successful_job_count`), then the `finished` line (tasks.events; runs in the
+        work horse)."""
         timing = events.Timing.of(job)
-        super().handle_job_success(job, queue, started_job_registry, execution)
-        events.ended(job, "finished", timing, self.name)
+        self._ending = (job, timing)
+        try:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+        finally:
+            self._ending = None
+        events.ended(job, "finished", timing, self.name, recorded=True)
+
+    def increment_successful_job_count(self, pipeline: Pipeline | None = None) -> None:
+        """RQ's counter, plus the finished job's metrics in the same pipeline: RQ calls this
+        inside the MULTI of `handle_job_success` (rq/worker/base.py), and again after a
+        WatchError retry, so the metrics are written exactly once, with the job's own state."""
+        super().increment_successful_job_count(pipeline)
+        if self._ending is not None and pipeline is not None:
+            job, timing = self._ending
+            try:
+                events.record_end(pipeline, job, "finished", timing)
+            except Exception:  # metrics must never cost the job its success
+                log.exception("worker %s: metrics of job %s not recorded", self.name, job.id)
 
     def handle_job_failure(
         self,
