@@ -84,9 +84,11 @@ def horse_import_s(repeats: int = 3) -> float:
 
 def _size(redis: Redis, pools: list[Pool], kind: JobKind, args: argparse.Namespace) -> int:
     """How many jobs make one drain last about `--drain-seconds` on this machine now: a short
-    probe drain per pool (which also warms the workers up) gives the rate."""
+    probe drain per pool (which also warms the workers up) gives the rates, and the fastest
+    pool's sets the size, so that no drain is so short that its first and last jobs (workers
+    ramping up, the finish being noticed) weigh in its rate; slower pools drain longer."""
     probe = max(args.min_jobs // 2, 4 * len(pools[0].procs))
-    rate = statistics.mean(drain(redis, pool, kind, probe).rate for pool in pools)
+    rate = max(drain(redis, pool, kind, probe).rate for pool in pools)
     return int(min(args.max_jobs, max(args.min_jobs, rate * args.drain_seconds)))
 
 
