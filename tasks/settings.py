@@ -144,7 +144,11 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
-# environment variable -> (field, parser). Every variable postal reads is listed here.
+# The port of the Redis `make run` starts itself; it stands for REDIS_URL when that is unset.
+LOCAL_REDIS_PORT_VAR = "POSTAL_REDIS_PORT"
+
+# environment variable -> (field, parser). Every variable postal reads is listed here, but for
+# LOCAL_REDIS_PORT_VAR above (a stack setting that only supplies a default REDIS_URL).
 _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "POSTAL_REDIS_SOCKET_TIMEOUT": ("redis_socket_timeout", _positive_float),
@@ -268,6 +272,11 @@ class Settings:
             raw = env.get(var)
             if raw is not None and raw != "":
                 values[field_name] = parse(var, str(raw))
+        local_port = env.get(LOCAL_REDIS_PORT_VAR)
+        if "redis_url" not in values and local_port:
+            # the Redis `make run` starts on that port (postal/stack.py): the `postal` command,
+            # `rq -c tasks.rqconfig` and anything else run from the same shell find it too
+            values["redis_url"] = f"redis://127.0.0.1:{_port(LOCAL_REDIS_PORT_VAR, local_port)}/0"
         return cls(**values)
 
     @classmethod

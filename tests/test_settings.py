@@ -87,3 +87,13 @@ def test_readme_documents_every_variable() -> None:
         used.update(re.findall(r"\bPOSTAL_[A-Z_]+[A-Z]\b", source.read_text()))
     missing = sorted(var for var in used if f"`{var}`" not in readme)
     assert not missing, missing
+
+
+def test_local_redis_port_stands_for_an_unset_redis_url() -> None:
+    """POSTAL_REDIS_PORT (the Redis `make run` starts) is where everything looks when REDIS_URL
+    is unset; REDIS_URL wins when both are set, and a bad port is refused by name."""
+    assert Settings.from_mapping({"POSTAL_REDIS_PORT": "6391"}).redis_url == "redis://127.0.0.1:6391/0"
+    both = {"POSTAL_REDIS_PORT": "6391", "REDIS_URL": "redis://example.internal:6380/2"}
+    assert Settings.from_mapping(both).redis_url == "redis://example.internal:6380/2"
+    with pytest.raises(SettingsError, match="POSTAL_REDIS_PORT"):
+        Settings.from_mapping({"POSTAL_REDIS_PORT": "99999"})
