@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from redis import Redis
 
 from bench.load import LoadResult, LoadSpec
-from bench.procs import BIN, ROOT, Started, bench_env, free_port, wait_for
+from bench.procs import BIN, ROOT, Started, bench_env, wait_for
 from bench.stats import percentile
+from postal.processes import free_port
 
 SUBMIT_BODY = json.dumps({"task": "message", "payload": {"message": "benchmark"}})
 BATCH_SIZE = 1000

@@ -5,8 +5,6 @@ setpgrp, so a process-group kill would miss them); nothing else on the machine i
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,21 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-import psutil
 from redis import Redis
 
+from postal.processes import free_port, stop_tree
 from postal.redis_server import find_redis_server
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> None:
@@ -38,33 +28,6 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def stop_tree(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM `proc` (twice: RQ's cold shutdown), SIGKILL after `grace`, then SIGKILL every
-    descendant it left behind."""
-    if proc.poll() is not None:
-        return
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace / 2)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace / 2)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for child in descendants:
-        try:
-            child.kill()
-            child.wait(5)
-        except psutil.NoSuchProcess:
-            pass
 
 
 class Started:

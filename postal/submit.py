@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from rq.job import Job
 
-from tasks import events
 from tasks.connection import Postal
 from tasks.submission import SubmissionError, enqueue, parse_submission
 
@@ -34,10 +32,7 @@ def submit(
     }
     body: dict[str, Any] = {"task": task, "payload": payload, "options": options}
     sub = parse_submission(body, state)
-    started = time.perf_counter()
-    [(job, created)] = enqueue(state, [sub])
-    # the same `enqueued` line and counters as an API submission (tasks.events)
-    events.enqueued(state.redis, [job] if created else [], time.perf_counter() - started)
+    [(job, _created)] = enqueue(state, [sub])
     return job
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from redis import Redis
+from redis.commands.core import Script
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
@@ -53,6 +54,7 @@ class InHandQueue(Queue):
     """A Queue whose `dequeue_any` moves ids into `in_hand_key` (set per worker subclass)."""
 
     in_hand_key: ClassVar[str | None] = None
+    _take_first: ClassVar[Script | None] = None  # TAKE_FIRST bound to the worker's connection
 
     @classmethod
     def for_worker(cls, worker_name: str) -> type[InHandQueue]:
@@ -96,7 +98,9 @@ class InHandQueue(Queue):
         keys = [queue.key for queue in queues]
         fetch = {"job_class": job_class, "serializer": serializer, "death_penalty_class": death_penalty_class}
         deadline = None if timeout is None else time.monotonic() + timeout
-        take_first = connection.register_script(TAKE_FIRST)
+        take_first = cls._take_first
+        if take_first is None or take_first.registered_client is not connection:
+            take_first = cls._take_first = connection.register_script(TAKE_FIRST)  # once per worker
         while True:
             taken = take_first(keys=[*keys, cls.in_hand_key])
             if taken is not None:

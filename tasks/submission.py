@@ -11,6 +11,7 @@ so an id never names two jobs.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from rq import Retry
 from rq.job import Job
 from rq.utils import now as rq_now
 
-from tasks import replication
+from tasks import events, replication
 from tasks.connection import SERIALIZER, Postal
 from tasks.registry import TaskSpec, UnknownTask, get_task
 from tasks.retries import MAX_RETRIES
@@ -182,12 +183,22 @@ def _push(state: Postal, ready: dict[str, list[str]], pipe: Pipeline) -> None:
         pipe.rpush(queue.key, *job_ids)
 
 
-def enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
-    """Write every submission in one transaction; return each job and whether it is new.
+def enqueue(state: Postal, subs: list[Submission], request_id: str | None = None) -> list[tuple[Job, bool]]:
+    """Write every submission in one transaction; return each job and whether it is new. The new
+    jobs' `enqueued` events and metrics (tasks.events) are recorded here, so the API and the
+    `postal` command count the same way; `request_id` goes on the lines.
 
     A submission whose `job_id` already exists is not written again: the existing job is
     returned with `False`.
     """
+    started = time.perf_counter()
+    results = _write(state, subs)
+    elapsed = time.perf_counter() - started
+    events.enqueued(state.redis, [job for job, created in results if created], elapsed, request_id)
+    return results
+
+
+def _write(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
     ids = [s.job_id for s in subs if s.job_id]
     if len(ids) != len(set(ids)):
         raise SubmissionError(422, "duplicate_job_id", "the same job_id appears more than once in this batch")

@@ -7,17 +7,15 @@ it forked (RQ's work horses call setpgrp, so a process-group kill would miss the
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psutil
 from redis import Redis
 
+from postal.processes import free_port, stop_tree
 from postal.worker_command import worker_args
 
 BIN = Path(sys.executable).parent
@@ -26,14 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The worker command line of supervisord.conf (after `rq`): tests run exactly what ships.
 WORKER_ARGS = worker_args()
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (never 6379: the OS hands out ephemeral ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
@@ -46,34 +36,6 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def stop_tree(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM `proc` (a second SIGTERM after `grace`/2 for RQ's cold shutdown), SIGKILL it after
-    `grace`, then SIGKILL any descendant that outlived it."""
-    if proc.poll() is not None:
-        proc.wait()
-        return
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace / 2)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace / 2)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for child in descendants:
-        try:
-            child.kill()
-            child.wait(5)
-        except psutil.NoSuchProcess:
-            pass
 
 
 class RedisServer:

@@ -21,15 +21,9 @@ from tasks.submission import SubmissionError
 log = logging.getLogger("postal.web")
 
 
-class ApiError(Exception):
-    """Raised by a view to answer with a JSON error (status, machine code, human message)."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+class ApiError(SubmissionError):
+    """Raised by a view to answer with a JSON error (status, machine code, human message,
+    details): the shape of a refused submission (tasks.submission), so one handler answers both."""
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> tuple[Response, int]:
@@ -47,9 +41,8 @@ def _code_for(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers on `app` (called by the app factory)."""
 
-    @app.errorhandler(ApiError)
-    @app.errorhandler(SubmissionError)  # a refused submission (tasks/submission.py) speaks the same shape
-    def _api_error(exc: ApiError | SubmissionError) -> tuple[Response, int]:
+    @app.errorhandler(SubmissionError)  # ApiError too: a refused submission speaks the same shape
+    def _api_error(exc: SubmissionError) -> tuple[Response, int]:
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)

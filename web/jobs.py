@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -12,7 +11,6 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from tasks import events
 from tasks.connection import SERIALIZER
 from tasks.retries import restore_budget
 from tasks.submission import JOB_ID_PATTERN, Submission, SubmissionError, enqueue, parse_submission
@@ -45,21 +43,12 @@ def _accepted(job: Job, created: bool) -> tuple[Response, int, dict[str, str]]:
     return jsonify(view), 202 if created else 200, {"Location": view["url"]}
 
 
-def _enqueue(state: Postal, subs: list[Submission]) -> list[tuple[Job, bool]]:
-    """`enqueue`, timed; then the `enqueued` events and metrics for the jobs it created."""
-    started = time.perf_counter()
-    results = enqueue(state, subs)
-    elapsed = time.perf_counter() - started
-    events.enqueued(state.redis, [job for job, created in results if created], elapsed, request_id())
-    return results
-
-
 @bp.post("/jobs")
 def submit() -> tuple[Response, int, dict[str, str]]:
     """Validate and enqueue one job; 202 when new, 200 when `job_id` already named a job."""
     state = postal()
     sub = parse_submission(json_object(), state)
-    [(job, created)] = _enqueue(state, [sub])
+    [(job, created)] = enqueue(state, [sub], request_id())
     return _accepted(job, created)
 
 
@@ -111,7 +100,7 @@ def submit_batch() -> tuple[Response, int]:
             f"a batch holds at most {state.settings.max_batch} jobs, got {len(entries)}",
         )
     subs = _parse_batch(entries, state)
-    results = _enqueue(state, subs)
+    results = enqueue(state, subs, request_id())
     jobs = [{**job_summary(job), "created": created} for job, created in results]
     return jsonify(jobs=jobs, count=len(jobs), created=sum(created for _, created in results)), 202
 
@@ -235,5 +224,5 @@ def post_to_worker() -> tuple[Response, int, dict[str, str]]:
     rng = random.Random()  # noqa: S311 - a demo message, not a secret
     words = " ".join(rng.choice(DEMO_WORDS) for _ in range(3))
     payload: dict[str, Any] = {"task": "message", "payload": {"message": f"{words} #{rng.randrange(10_000)}"}}
-    [(job, created)] = _enqueue(state, [parse_submission(payload, state)])
+    [(job, created)] = enqueue(state, [parse_submission(payload, state)], request_id())
     return _accepted(job, created)
